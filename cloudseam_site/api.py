@@ -1,0 +1,124 @@
+"""What every JSON endpoint shares: authentication, roles, body checks and JSON errors.
+
+Every refusal is `{"error": "<sentence>"}` with the right status; an endpoint never answers 500
+for bad input, and an unexpected failure is logged and answered as JSON, not an HTML debug page.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from functools import wraps
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.views.decorators.csrf import csrf_exempt
+
+from stacks.auth import authenticate_bearer
+from stacks.permissions import RANK, request_role
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, **extra):
+        self.status, self.message, self.extra = status, message, extra
+        super().__init__(message)
+
+
+def error(status: int, message: str, **extra) -> JsonResponse:
+    return JsonResponse({"error": message, **extra}, status=status)
+
+
+def _reject_constant(name: str):
+    raise ApiError(400, f"the JSON body contains {name}, which is not valid JSON")
+
+
+def read_body(request: HttpRequest, *, kind: str = "json") -> object:
+    """The decoded body; `kind` is "json" or "yaml" (text). Size and content type are checked first."""
+    length = request.headers.get("Content-Length")
+    if length and length.isdigit() and int(length) > settings.API_MAX_BODY:
+        raise ApiError(413, f"the request body is larger than {settings.API_MAX_BODY // 1024} KiB")
+    body = request.read(settings.API_MAX_BODY + 1)
+    if len(body) > settings.API_MAX_BODY:
+        raise ApiError(413, f"the request body is larger than {settings.API_MAX_BODY // 1024} KiB")
+    content_type = request.content_type or ""
+    if kind == "json":
+        if content_type != "application/json":
+            raise ApiError(415, f"send the body as application/json (got {content_type or 'no content type'})")
+        try:
+            return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        except UnicodeDecodeError:
+            raise ApiError(400, "the request body is not UTF-8 text") from None
+        except json.JSONDecodeError as exc:
+            raise ApiError(400, f"the request body is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+        except RecursionError:
+            raise ApiError(400, "the JSON body is nested too deeply") from None
+    allowed = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain")
+    if content_type not in allowed:
+        raise ApiError(415, f"send the machine as application/yaml (got {content_type or 'no content type'})")
+    return body
+
+
+def _csrf_failure(request: HttpRequest) -> HttpResponse | None:
+    """Session-authenticated writes need Django's CSRF token; bearer-token requests do not."""
+    if request.method in ("GET", "HEAD", "OPTIONS") or getattr(request, "api_token", None) is not None:
+        return None
+    check = CsrfViewMiddleware(lambda r: HttpResponse())
+    check.process_request(request)
+    failure = check.process_view(request, None, (), {})
+    if failure is not None:
+        return error(403, "CSRF check failed: send the X-CSRFToken header with the page's CSRF token")
+    return None
+
+
+def api_endpoint(*, methods: tuple[str, ...], role: str | dict[str, str]) -> Callable:
+    """Decorate a view returning a dict/list (200) or JsonResponse; `role` may vary by method."""
+
+    def decorate(view: Callable) -> Callable:
+        @csrf_exempt
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            if request.method not in methods:
+                response = error(405, f"{request.method} is not allowed here; use {', '.join(methods)}")
+                response["Allow"] = ", ".join(methods)
+                return response
+            authenticate_bearer(request) if request.headers.get("Authorization") else _no_token(request)
+            needed = role[request.method] if isinstance(role, dict) else role
+            refusal = _refusal(request, needed) or _csrf_failure(request)
+            if refusal is not None:
+                return refusal
+            try:
+                result = view(request, *args, **kwargs)
+            except ApiError as exc:
+                return error(exc.status, exc.message, **exc.extra)
+            except Exception:  # noqa: BLE001 - answer JSON, log the cause, never leak a traceback
+                log.exception("API error in %s", request.path)
+                return error(500, "CloudSeam failed to answer this request; the error was logged")
+            return result if isinstance(result, HttpResponse) else JsonResponse(result, safe=False)
+
+        return wrapper
+
+    return decorate
+
+
+def _no_token(request: HttpRequest) -> None:
+    request.api_token = None
+    request.bad_token = False
+
+
+def _refusal(request: HttpRequest, needed: str) -> JsonResponse | None:
+    if request.bad_token:
+        return error(401, "the bearer token is not valid: it is unknown, revoked or expired")
+    role = request_role(request)
+    if role is None:
+        if not request.user.is_authenticated:
+            response = error(401, "authentication required: log in or send Authorization: Bearer <token>")
+            response["WWW-Authenticate"] = 'Bearer realm="cloudseam"'
+            return response
+        return error(403, "your account has no CloudSeam role; ask an admin to give you one")
+    if RANK[role] < RANK[needed]:
+        return error(403, f"this needs the {needed} role; you have {role}")
+    return None

@@ -1,0 +1,189 @@
+"""The OpenAPI 3.1 description of the HTTP API, served at /api/openapi.json."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, JsonResponse
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _resp(description: str, schema: dict | None = None) -> dict:
+    body = {"description": description}
+    if schema is not None:
+        body["content"] = {"application/json": {"schema": schema}}
+    return body
+
+
+def _errors(*codes: int) -> dict:
+    text = {
+        400: "Bad request: the message or a parameter is malformed",
+        401: "Not authenticated, or the token is unknown, revoked or expired",
+        403: "Authenticated but the role does not allow this",
+        404: "Not found",
+        409: "Conflict: the event is not accepted in this state, or the machine differs",
+        413: "The body is larger than 256 KiB",
+        415: "The body has the wrong content type",
+    }
+    return {str(c): _resp(text[c], ERROR) for c in codes}
+
+
+STACK_SCHEMA = {
+    "type": "object",
+    "required": ["id", "machine", "machineVersion", "state", "previousState", "tasks", "metadata", "removed"],
+    "properties": {
+        "id": {"type": "string"},
+        "machine": {"type": "string"},
+        "machineVersion": {"type": "integer"},
+        "state": {"type": "string"},
+        "previousState": {"type": ["string", "null"]},
+        "tasks": {"type": "array", "items": {"$ref": "#/components/schemas/Task"}},
+        "metadata": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null"]}},
+        "removed": {"type": "boolean"},
+        "createdAt": {"type": "string", "format": "date-time"},
+        "updatedAt": {"type": "string", "format": "date-time"},
+    },
+}
+
+EVENT_MESSAGE = {
+    "type": "object",
+    "required": ["stackId"],
+    "additionalProperties": False,
+    "properties": {
+        "stackId": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"},
+        "event": {"type": "string", "pattern": "^[A-Z0-9_-]{1,63}$"},
+        "action": {"type": "string", "description": "older alias of event"},
+        "machine": {"type": "string", "description": "required for a new stack"},
+        "metadata": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null"]}},
+        "task": {"type": "object", "properties": {"name": {"type": "string"}, "id": {"type": "string"}}},
+        "description": {"type": "string"},
+        "id": {"type": "string", "description": "idempotency key: the same id is applied once"},
+    },
+}
+
+
+def _paged(item: dict) -> dict:
+    return {
+        "type": "object",
+        "properties": {
+            "count": {"type": "integer"},
+            "page": {"type": "integer"},
+            "pages": {"type": "integer"},
+            "results": {"type": "array", "items": item},
+        },
+    }
+
+
+def document() -> dict:
+    stack_ref = {"$ref": "#/components/schemas/Stack"}
+    page_params = [
+        {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+        {"name": "pageSize", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+    ]
+    stack_id = {"name": "stack_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    yaml_body = {"required": True, "content": {"application/yaml": {"schema": {"type": "string"}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "CloudSeam API", "version": "1"},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+                "Task": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "name": {"type": "string"},
+                        "status": {"enum": ["PENDING", "SATISFIED", "ERROR"]},
+                        "errorMessage": {"type": ["string", "null"]},
+                        "attempts": {"type": "integer"},
+                    },
+                },
+                "Stack": STACK_SCHEMA,
+                "EventMessage": EVENT_MESSAGE,
+                "HistoryEntry": {
+                    "type": "object",
+                    "properties": {
+                        k: {"type": ["string", "integer", "object", "null"]}
+                        for k in ("id", "event", "source", "actor", "outcome", "fromState", "toState", "error",
+                                  "metadata", "createdAt")
+                    },
+                },
+            },
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/api/events": {
+                "post": {
+                    "summary": "Send an event to a stack (creates the stack when it is new)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EventMessage"}}},
+                    },
+                    "responses": {"200": _resp("The stack after the event", stack_ref),
+                                  **_errors(400, 401, 403, 404, 409, 413, 415)},
+                }
+            },
+            "/api/stacks": {
+                "get": {
+                    "summary": "List stacks",
+                    "parameters": [
+                        {"name": "machine", "in": "query", "schema": {"type": "string"}},
+                        {"name": "state", "in": "query", "schema": {"type": "string"}},
+                        {"name": "q", "in": "query", "schema": {"type": "string"}},
+                        {"name": "removed", "in": "query", "schema": {"type": "boolean"}},
+                        *page_params,
+                    ],
+                    "responses": {"200": _resp("A page of stacks", _paged(stack_ref)), **_errors(400, 401, 403)},
+                }
+            },
+            "/api/stacks/{stack_id}": {
+                "get": {
+                    "summary": "One stack (the active one, or the last removed one)",
+                    "parameters": [stack_id],
+                    "responses": {"200": _resp("The stack", stack_ref), **_errors(401, 403, 404)},
+                }
+            },
+            "/api/stacks/{stack_id}/history": {
+                "get": {
+                    "summary": "Every event a stack received, newest first",
+                    "parameters": [stack_id, *page_params],
+                    "responses": {
+                        "200": _resp("History", _paged({"$ref": "#/components/schemas/HistoryEntry"})),
+                        **_errors(401, 403, 404),
+                    },
+                }
+            },
+            "/api/machines": {
+                "get": {"summary": "List machines", "responses": {"200": _resp("Machines"), **_errors(401, 403)}}
+            },
+            "/api/machines/validate": {
+                "post": {
+                    "summary": "Validate a machine document without saving it",
+                    "requestBody": yaml_body,
+                    "responses": {"200": _resp("valid, errors and warnings"), **_errors(400, 401, 403, 413, 415)},
+                }
+            },
+            "/api/machines/{name}": {
+                "get": {
+                    "summary": "A machine: definition, YAML, Mermaid and DOT source, versions",
+                    "parameters": [name],
+                    "responses": {"200": _resp("The machine"), **_errors(401, 403, 404)},
+                },
+                "put": {
+                    "summary": "Save a new version of a machine (admins)",
+                    "parameters": [name],
+                    "requestBody": yaml_body,
+                    "responses": {
+                        "200": _resp("Unchanged: the content equals an existing version"),
+                        "201": _resp("A new version was created"),
+                        **_errors(400, 401, 403, 413, 415),
+                    },
+                },
+            },
+        },
+    }
+
+
+def openapi_view(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(document())

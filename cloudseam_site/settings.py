@@ -1,0 +1,193 @@
+"""CloudSeam settings: one file, every value from the environment with a single-machine default.
+
+See DESIGN §6.7 and the README's "Production" section. The defaults need nothing but `make setup`:
+SQLite in the data folder and an embedded Redis that `serve` starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+from cloudseam_site.env import ConfigError, env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("CLOUDSEAM_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+MACHINES_DIR = Path(env_str("CLOUDSEAM_MACHINES_DIR", str(BASE_DIR / "machines"))).resolve()
+
+
+def _secret_key() -> str:
+    """A key generated once and kept in the data folder, so sessions survive restarts."""
+    configured = env_str("DJANGO_SECRET_KEY")
+    if configured:
+        return configured
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_rq",
+    "machines_app",
+    "stacks",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "cloudseam_site.urls"
+ASGI_APPLICATION = "cloudseam_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "stacks.permissions.role_context",
+            ],
+        },
+    },
+]
+
+
+def _databases() -> dict:
+    """SQLite (WAL, immediate transactions, busy timeout) by default; DATABASE_URL otherwise.
+
+    CLOUDSEAM_TEST_DATABASE=postgres points the test run at the local PostgreSQL server, so
+    `make test` can run the service tests on both databases.
+    """
+    url = env_str("DATABASE_URL")
+    if env_str("CLOUDSEAM_TEST_DATABASE") == "postgres" and not url:
+        url = env_str("CLOUDSEAM_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/cloudseam")
+    if url:
+        try:
+            db = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+        except ValueError as exc:
+            raise ConfigError(f"DATABASE_URL is not a database URL CloudSeam understands: {exc}") from None
+    else:
+        db = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(DATA_DIR / "cloudseam.sqlite3")}
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        db.setdefault("OPTIONS", {}).update(
+            {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+            }
+        )
+        test_name = env_str("CLOUDSEAM_TEST_SQLITE")
+        if test_name:
+            db["TEST"] = {"NAME": test_name}
+    return {"default": db}
+
+
+DATABASES = _databases()
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Redis: RQ queues and the channels layer. Without REDIS_URL, `serve` starts an embedded Redis on a
+# socket in the data folder, and every other command (send_event, rqworker…) finds it there.
+EMBEDDED_REDIS_SOCKET = DATA_DIR / "redis.sock"
+if len(str(EMBEDDED_REDIS_SOCKET)) > 100:  # Unix socket paths are limited to ~107 bytes
+    EMBEDDED_REDIS_SOCKET = Path("/tmp") / f"cloudseam-{hashlib.sha256(bytes(DATA_DIR)).hexdigest()[:16]}.sock"
+REDIS_URL = env_str("REDIS_URL") or f"unix://{EMBEDDED_REDIS_SOCKET}"
+EMBEDDED_REDIS = not env_str("REDIS_URL")
+
+RQ_QUEUES = {
+    "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env_int("CLOUDSEAM_JOB_TIMEOUT", 3600)},
+}
+RQ_SHOW_ADMIN_LINK = True
+RQ = {"WORKER_CLASS": "stacks.worker.CloudSeamWorker"}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [REDIS_URL],
+            # The default of 100 silently drops updates for a busy dashboard; see DESIGN §8.
+            "capacity": 2000,
+            "expiry": 60,
+            "prefix": env_str("CLOUDSEAM_CHANNEL_PREFIX", "cloudseam"),
+        },
+    },
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "staticfiles"
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# Security defaults; HTTPS-only flags switch on when CloudSeam is told it is served over HTTPS.
+HTTPS = env_bool("CLOUDSEAM_HTTPS", False)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = False
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+SECURE_HSTS_SECONDS = 31536000 if HTTPS else 0
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
+API_MAX_BODY = 256 * 1024
+
+# Executors.
+CLOUDSEAM_PYTHON_PREFIXES = tuple(env_list("CLOUDSEAM_PYTHON_PREFIXES", ["cloudseam_tasks"]))
+CLOUDSEAM_TASK_HEARTBEAT = env_int("CLOUDSEAM_TASK_HEARTBEAT", 5)  # seconds between heartbeats
+CLOUDSEAM_TASK_LOST_AFTER = env_int("CLOUDSEAM_TASK_LOST_AFTER", 30)  # no heartbeat for this long = dead
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("CLOUDSEAM_LOG_LEVEL", "INFO")},
+    "loggers": {"django.channels.server": {"level": "WARNING"}, "rq.worker": {"level": "WARNING"}},
+}

@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from cloudseam_site import openapi
+from machines_app import api as machines_api
+from stacks import api as stacks_api
+
+api_patterns = [
+    path("events", stacks_api.post_event, name="api-events"),
+    path("stacks", stacks_api.list_stacks, name="api-stacks"),
+    path("stacks/<str:stack_id>", stacks_api.stack_detail, name="api-stack"),
+    path("stacks/<str:stack_id>/history", stacks_api.stack_history, name="api-stack-history"),
+    path("machines", machines_api.list_machines, name="api-machines"),
+    path("machines/validate", machines_api.validate_machine, name="api-machines-validate"),
+    path("machines/<str:name>", machines_api.machine_detail, name="api-machine"),
+    path("openapi.json", openapi.openapi_view, name="api-openapi"),
+]
+
+urlpatterns = [
+    path("api/", include(api_patterns)),
+    path("admin/rq/", include("django_rq.urls")),
+    path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("", include("stacks.urls")),
+    path("machines/", include("machines_app.urls")),
+]

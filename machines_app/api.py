@@ -1,0 +1,128 @@
+"""The machines part of the HTTP API (DESIGN §6.2)."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, JsonResponse
+
+from cloudseam_site.api import ApiError, api_endpoint, read_body
+from machines_app import diagrams, spec
+from machines_app.models import Machine, MachineVersion
+from machines_app.services import InvalidMachine, save_machine
+from stacks.auth import actor_name
+from stacks.models import ROLE_ADMIN, ROLE_VIEWER
+
+
+def _decode_yaml(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "the machine must be UTF-8 text") from None
+
+
+def version_json(version: MachineVersion) -> dict:
+    return {
+        "number": version.number,
+        "hash": version.content_hash,
+        "createdAt": version.created_at.isoformat().replace("+00:00", "Z"),
+        "createdBy": version.created_by,
+        "source": version.source,
+    }
+
+
+def machine_summary(machine: Machine) -> dict:
+    current = machine.current_version
+    return {
+        "name": machine.name,
+        "version": current.number if current else None,
+        "updatedAt": machine.updated_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def definition_json(machine: spec.Machine) -> dict:
+    return {
+        "version": machine.version,
+        "events": list(machine.events),
+        "states": {
+            name: {
+                "terminal": state.terminal,
+                "tasks": list(state.tasks),
+                "on": {
+                    event: [{"action": a.kind, **({"state": a.state} if a.state else {})} for a in actions]
+                    for event, actions in state.on.items()
+                },
+            }
+            for name, state in machine.states.items()
+        },
+        "tasks": {
+            name: {"executor": t.executor, "config": _plain(t.config), "timeout": t.timeout, "retries": t.retries}
+            for name, t in machine.tasks.items()
+        },
+    }
+
+
+def _plain(value):
+    if hasattr(value, "items"):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+@api_endpoint(methods=("GET",), role=ROLE_VIEWER)
+def list_machines(request: HttpRequest) -> dict:
+    machines = Machine.objects.select_related("current_version")
+    return {"results": [machine_summary(m) for m in machines]}
+
+
+def _get_machine(name: str) -> Machine:
+    machine = Machine.objects.select_related("current_version").filter(name=name).first()
+    if machine is None or machine.current_version is None:
+        raise ApiError(404, f"machine {name[:63]} does not exist")
+    return machine
+
+
+@api_endpoint(methods=("GET", "PUT"), role={"GET": ROLE_VIEWER, "PUT": ROLE_ADMIN})
+def machine_detail(request: HttpRequest, name: str) -> dict | JsonResponse:
+    if request.method == "PUT":
+        return _put_machine(request, name)
+    machine = _get_machine(name)
+    version = machine.current_version
+    parsed = version.spec
+    return {
+        **machine_summary(machine),
+        "definition": definition_json(parsed),
+        "yaml": version.yaml_text,
+        "mermaid": diagrams.to_mermaid(parsed),
+        "dot": diagrams.to_dot(parsed),
+        "warnings": [p.as_dict() for p in spec.validate(version.yaml_text).warnings],
+        "versions": [version_json(v) for v in machine.versions.order_by("-number")],
+    }
+
+
+def _put_machine(request: HttpRequest, name: str) -> JsonResponse:
+    text = _decode_yaml(read_body(request, kind="yaml"))
+    try:
+        saved = save_machine(name, text, actor=actor_name(request), source="api")
+    except InvalidMachine as exc:
+        return JsonResponse(
+            {
+                "error": f"machine {name[:63]} is not valid; nothing was saved",
+                "errors": [p.as_dict() for p in exc.problems],
+            },
+            status=400,
+        )
+    return JsonResponse(
+        {
+            "name": name,
+            "version": saved.version.number,
+            "created": saved.created,
+            "warnings": [p.as_dict() for p in saved.warnings],
+        },
+        status=201 if saved.created else 200,
+    )
+
+
+@api_endpoint(methods=("POST",), role=ROLE_VIEWER)
+def validate_machine(request: HttpRequest) -> dict:
+    text = _decode_yaml(read_body(request, kind="yaml"))
+    return spec.validate(text).as_dict()

@@ -1,0 +1,47 @@
+"""validate_machines PATH…: check machine files without saving them (exit 1 on any error)."""
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from machines_app import spec
+from machines_app.services import machine_files
+
+
+class Command(BaseCommand):
+    help = "Validate machine YAML files (or folders of them); prints file:line: path: message per problem."
+
+    def add_arguments(self, parser):
+        parser.add_argument("paths", nargs="+", help="machine files or folders")
+
+    def handle(self, *args, paths, **options):
+        files = self._collect([Path(p) for p in paths])
+        failed = 0
+        for path in files:
+            result = spec.validate(path.read_bytes())
+            name_error = spec.check_machine_name(path.stem)
+            errors = list(result.errors) + ([spec.Problem("name", None, name_error)] if name_error else [])
+            for problem in errors:
+                self.stdout.write(_line(path, problem))
+            for problem in result.warnings:
+                self.stdout.write(_line(path, problem, "warning: "))
+            if errors:
+                failed += 1
+        self.stdout.write(f"{len(files) - failed} valid, {failed} invalid")
+        if failed:
+            raise CommandError(f"{failed} machine file(s) are not valid", returncode=1)
+
+    def _collect(self, paths: list[Path]) -> list[Path]:
+        files = []
+        for path in paths:
+            if path.is_dir():
+                files.extend(machine_files(path))
+            elif path.is_file():
+                files.append(path)
+            else:
+                raise CommandError(f"{path} does not exist")
+        return files
+
+
+def _line(path: Path, problem: spec.Problem, prefix: str = "") -> str:
+    return f"{path}:{problem.line or 0}: {prefix}{problem.path or '(document)'}: {problem.message}"

@@ -1,0 +1,61 @@
+"""Machines and their immutable, content-hashed versions."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+
+from django.db import models
+
+from machines_app import spec
+
+
+def content_hash(yaml_text: str) -> str:
+    return hashlib.sha256(yaml_text.encode("utf-8")).hexdigest()
+
+
+@lru_cache(maxsize=256)
+def _parse_cached(digest: str, yaml_text: str) -> spec.Machine:
+    return spec.load(yaml_text)
+
+
+class Machine(models.Model):
+    name = models.CharField(max_length=63, unique=True)
+    current_version = models.ForeignKey(
+        "MachineVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class MachineVersion(models.Model):
+    """One immutable content of a machine; stacks are pinned to one of these."""
+
+    machine = models.ForeignKey(Machine, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    yaml_text = models.TextField()
+    content_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=150, blank=True)
+    source = models.CharField(max_length=40, blank=True)  # "folder", "api", "admin", "editor"
+
+    class Meta:
+        ordering = ["machine__name", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["machine", "number"], name="machine_version_number_unique"),
+            models.UniqueConstraint(fields=["machine", "content_hash"], name="machine_version_hash_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.machine.name} v{self.number}"
+
+    @property
+    def spec(self) -> spec.Machine:
+        """The parsed machine; parsing is cached by content hash because versions never change."""
+        return _parse_cached(self.content_hash, self.yaml_text)

@@ -1,0 +1,108 @@
+"""The stacks part of the HTTP API (DESIGN §6.2). Thin: parse, call one service, answer."""
+
+from __future__ import annotations
+
+from django.core.paginator import EmptyPage, Paginator
+from django.db.models import F, Q
+from django.http import HttpRequest, JsonResponse
+
+from cloudseam_site.api import ApiError, api_endpoint, read_body
+from stacks.auth import actor_name
+from stacks.models import ROLE_OPERATOR, ROLE_VIEWER, Stack, StackEvent, Task
+from stacks.services import handle_event
+from stacks.snapshots import event_json, stack_json
+
+MAX_PAGE_SIZE = 200
+
+
+@api_endpoint(methods=("POST",), role=ROLE_OPERATOR)
+def post_event(request: HttpRequest) -> JsonResponse:
+    message = read_body(request)
+    result = handle_event(message, actor=actor_name(request), source="api")
+    return JsonResponse(result.body, status=result.status)
+
+
+def _int_param(request: HttpRequest, name: str, default: int, limit: int | None = None) -> int:
+    raw = request.GET.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ApiError(400, f"{name} must be a whole number of 1 or more; got {raw[:20]!r}")
+    return min(int(raw), limit) if limit else int(raw)
+
+
+def _stack_filters(request: HttpRequest):
+    removed = request.GET.get("removed", "false").lower()
+    if removed not in ("true", "false"):
+        raise ApiError(400, "removed must be true or false")
+    stacks = Stack.objects.removed() if removed == "true" else Stack.objects.active()
+    if request.GET.get("machine"):
+        stacks = stacks.filter(machine__name=request.GET["machine"])
+    if request.GET.get("state"):
+        stacks = stacks.filter(state=request.GET["state"])
+    if request.GET.get("q"):
+        stacks = stacks.filter(Q(key__icontains=request.GET["q"][:100]))
+    return stacks
+
+
+@api_endpoint(methods=("GET",), role=ROLE_VIEWER)
+def list_stacks(request: HttpRequest) -> dict:
+    stacks = _stack_filters(request).select_related("machine", "machine_version").order_by("key", "-removed_at")
+    size = _int_param(request, "pageSize", 50, MAX_PAGE_SIZE)
+    paginator = Paginator(stacks, size)
+    try:
+        page = paginator.page(_int_param(request, "page", 1))
+    except EmptyPage:
+        raise ApiError(404, f"there is no page {request.GET.get('page')}; pages: {paginator.num_pages}") from None
+    rows = list(page.object_list)
+    tasks = _current_tasks_by_stack(rows)
+    return {
+        "count": paginator.count,
+        "page": page.number,
+        "pages": paginator.num_pages,
+        "results": [stack_json(s, tasks.get(s.pk, [])) for s in rows],
+    }
+
+
+def _current_tasks_by_stack(stacks: list[Stack]) -> dict[int, list[Task]]:
+    grouped: dict[int, list[Task]] = {}
+    for task in Task.objects.filter(stack__in=stacks, current=True).order_by("position"):
+        grouped.setdefault(task.stack_id, []).append(task)
+    return grouped
+
+
+def find_stack(stack_id: str) -> Stack:
+    """The active stack with this id, or else the one removed last (its record stays readable)."""
+    stack = (
+        Stack.objects.select_related("machine", "machine_version")
+        .filter(key=stack_id)
+        .order_by(F("removed_at").desc(nulls_first=True))
+        .first()
+    )
+    if stack is None:
+        raise ApiError(404, f"stack {stack_id[:63]} does not exist")
+    return stack
+
+
+@api_endpoint(methods=("GET",), role=ROLE_VIEWER)
+def stack_detail(request: HttpRequest, stack_id: str) -> dict:
+    return stack_json(find_stack(stack_id))
+
+
+@api_endpoint(methods=("GET",), role=ROLE_VIEWER)
+def stack_history(request: HttpRequest, stack_id: str) -> dict:
+    stack = find_stack(stack_id)
+    size = _int_param(request, "pageSize", 100, 500)
+    paginator = Paginator(StackEvent.objects.filter(stack=stack), size)
+    try:
+        page = paginator.page(_int_param(request, "page", 1))
+    except EmptyPage:
+        raise ApiError(404, f"there is no page {request.GET.get('page')}; pages: {paginator.num_pages}") from None
+    return {
+        "stack": stack.key,
+        "removed": stack.removed,
+        "count": paginator.count,
+        "page": page.number,
+        "pages": paginator.num_pages,
+        "results": [event_json(e) for e in page.object_list],
+    }

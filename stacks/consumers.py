@@ -1,0 +1,93 @@
+"""WebSocket consumers (DESIGN §6.4): a full snapshot on connect, then every change.
+
+The group is joined before the snapshot is read, so a change committed in between is delivered
+(possibly twice, which is harmless: updates carry whole snapshots).
+"""
+
+from __future__ import annotations
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.db.models import F
+
+from stacks import live
+from stacks.models import Stack, StackEvent
+from stacks.permissions import RANK, ROLE_VIEWER, user_role, weaker
+from stacks.snapshots import event_json, stack_json
+
+SNAPSHOT_LIMIT = 500
+
+
+def _role(scope) -> str | None:
+    role = user_role(scope.get("user"))
+    token = scope.get("api_token")
+    return weaker(role, token.role) if token is not None else role
+
+
+class _BaseConsumer(AsyncJsonWebsocketConsumer):
+    groups_to_join: list[str]
+
+    async def connect(self) -> None:
+        allowed = await database_sync_to_async(_role)(self.scope)
+        if RANK[allowed] < RANK[ROLE_VIEWER]:
+            await self.close(code=4401)
+            return
+        for group in self.groups_to_join:
+            await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+        await self.send_json(await database_sync_to_async(self.snapshot)())
+
+    async def disconnect(self, code) -> None:
+        for group in getattr(self, "groups_to_join", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    def snapshot(self) -> dict:
+        raise NotImplementedError
+
+    async def stack_updated(self, message: dict) -> None:
+        await self.send_json(message)
+
+    async def stack_removed(self, message: dict) -> None:
+        await self.send_json(message)
+
+
+class StacksConsumer(_BaseConsumer):
+    """/ws/stacks/: every active stack."""
+
+    async def connect(self) -> None:
+        self.groups_to_join = [live.ALL_STACKS_GROUP]
+        await super().connect()
+
+    def snapshot(self) -> dict:
+        stacks = Stack.objects.active().select_related("machine", "machine_version").prefetch_related("tasks")
+        total = stacks.count()
+        recent = stacks.order_by("-updated_at")[:SNAPSHOT_LIMIT]
+        items = [stack_json(s, [t for t in s.tasks.all() if t.current]) for s in recent]
+        return {"type": "snapshot", "stacks": items, "total": total, "truncated": total > len(items)}
+
+
+class StackConsumer(_BaseConsumer):
+    """/ws/stacks/<id>/: one stack, its history, and its tasks' output lines."""
+
+    async def connect(self) -> None:
+        self.stack_key = self.scope["url_route"]["kwargs"]["stack_id"]
+        self.groups_to_join = [live.stack_group(self.stack_key)]
+        await super().connect()
+
+    def snapshot(self) -> dict:
+        stack = (
+            Stack.objects.select_related("machine", "machine_version")
+            .filter(key=self.stack_key)
+            .order_by(F("removed_at").desc(nulls_first=True))  # the active one, else the last removed
+            .first()
+        )
+        if stack is None:
+            return {"type": "snapshot", "stack": None}
+        history = StackEvent.objects.filter(stack=stack)[:50]
+        return {"type": "snapshot", "stack": stack_json(stack), "history": [event_json(e) for e in history]}
+
+    async def history_added(self, message: dict) -> None:
+        await self.send_json(message)
+
+    async def task_output(self, message: dict) -> None:
+        await self.send_json(message)

@@ -1,0 +1,83 @@
+"""Side effects of a change, run only after its transaction commits: enqueue jobs, tell watchers.
+
+Enqueueing before commit would let a fast worker read the old row (or none); publishing before
+commit would show browsers a change that may still roll back.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import django_rq
+from django.db import transaction
+
+from stacks import live
+
+log = logging.getLogger(__name__)
+
+QUEUE = "default"
+JOB_MARGIN = 120  # seconds an RQ job may outlive its task's own timeouts
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    task_id: str
+    executor: str
+    job_timeout: int  # -1: no limit; liveness is then watched through heartbeats
+
+
+def job_id(task_id: str) -> str:
+    return f"task-{task_id}"
+
+
+def job_for(task, task_def) -> JobSpec:
+    if task_def.timeout:
+        limit = int(task_def.timeout * (task_def.retries + 1)) + JOB_MARGIN
+    else:
+        limit = -1
+    return JobSpec(task_id=task.id, executor=task.executor, job_timeout=limit)
+
+
+def enqueue(jobs: list[JobSpec]) -> None:
+    """One RQ job per task instance; external tasks wait for a completion through the API."""
+    runnable = [j for j in jobs if j.executor != "external"]
+    if not runnable:
+        return
+    queue = django_rq.get_queue(QUEUE)
+    for job in runnable:
+        try:
+            queue.enqueue(
+                "stacks.jobs.run_task",
+                job.task_id,
+                job_id=job_id(job.task_id),
+                job_timeout=job.job_timeout,
+                result_ttl=600,
+                failure_ttl=86400,
+            )
+        except Exception:  # noqa: BLE001 - the task stays PENDING and can be retried from the UI
+            log.exception("could not enqueue task %s; retry pending tasks to run it", job.task_id)
+
+
+def cancel(task_ids: tuple[str, ...] | list[str]) -> None:
+    """Drop queued jobs of task instances that are no longer current (best effort)."""
+    if not task_ids:
+        return
+    try:
+        queue = django_rq.get_queue(QUEUE)
+        for task_id in task_ids:
+            job = queue.fetch_job(job_id(task_id))
+            if job is not None and job.get_status(refresh=False) == "queued":
+                job.cancel()
+    except Exception:  # noqa: BLE001 - a stale job that still runs is ignored when it reports
+        log.warning("could not cancel stale jobs", exc_info=True)
+
+
+def after_commit_effects(snapshot: dict, *, event: dict | None = None, jobs: list[JobSpec] = (),
+                         cancelled=()) -> None:
+    def run() -> None:
+        cancel(list(cancelled))
+        enqueue(list(jobs))
+        live.publish_stack(snapshot, event)
+
+    transaction.on_commit(run)

@@ -1,0 +1,143 @@
+"""RQ job bodies. A job gets a task-instance id, never a model instance, and reports its result
+through `stacks.services.handle_event` like every other sender.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.db.models import F
+from django.utils import timezone
+
+from stacks import live
+from stacks.executors import TaskContext, TaskResult
+from stacks.executors import run_task as run_executor
+from stacks.models import PENDING, Task
+from stacks.services import send
+from stacks.snapshots import stack_json
+
+log = logging.getLogger(__name__)
+
+OUTPUT_TAIL_LINES = 200
+OUTPUT_FLUSH_SECONDS = 1.0
+
+
+class _Heartbeat:
+    """Writes heartbeat_at every few seconds while the task runs, in its own thread."""
+
+    def __init__(self, task_id: str, interval: float):
+        self.task_id, self.interval = task_id, interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{task_id}", daemon=True)
+
+    def _beat(self) -> None:
+        try:
+            while not self.stop.wait(self.interval):
+                Task.objects.filter(pk=self.task_id, status=PENDING).update(heartbeat_at=timezone.now())
+        except Exception:  # noqa: BLE001 - a missed beat is tolerated; many missed ones fail the task
+            log.warning("heartbeat for task %s failed", self.task_id, exc_info=True)
+        finally:
+            close_old_connections()
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+class _Output:
+    """Keeps the last lines of a task's output, saves them now and then, and streams them live."""
+
+    def __init__(self, task: Task):
+        self.task = task
+        self.lines: list[str] = task.output_tail.splitlines()[-OUTPUT_TAIL_LINES:] if task.output_tail else []
+        self.last_flush = 0.0
+        self.lock = threading.Lock()
+
+    def add(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        with self.lock:
+            self.lines = (self.lines + list(lines))[-OUTPUT_TAIL_LINES:]
+        live.publish_output(self.task.stack.key, self.task.id, list(lines))
+        if time.monotonic() - self.last_flush > OUTPUT_FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            text = "\n".join(self.lines)
+        self.last_flush = time.monotonic()
+        Task.objects.filter(pk=self.task.id).update(output_tail=text)
+
+
+def _claim(task_id: str) -> Task | None:
+    """Mark the task started, unless it is no longer current and pending (a stale job)."""
+    now = timezone.now()
+    claimable = Task.objects.filter(pk=task_id, current=True, status=PENDING, stack__removed_at__isnull=True)
+    claimed = claimable.update(started_at=now, heartbeat_at=now, finished_at=None, attempts=F("attempts") + 1)
+    if not claimed:
+        return None
+    return Task.objects.select_related("stack__machine", "stack__machine_version").get(pk=task_id)
+
+
+def run_task(task_id: str) -> str:
+    """Run one task instance with its executor, retrying as configured, then report the result."""
+    close_old_connections()
+    task = _claim(task_id)
+    if task is None:
+        log.info("task %s is no longer pending; nothing to do", task_id)
+        return "stale"
+    stack = task.stack
+    task_def = stack.machine_version.spec.tasks[task.name]
+    output = _Output(task)
+    snapshot = stack_json(stack)
+    result = TaskResult(ok=False, error="the task did not run")
+    with _Heartbeat(task_id, settings.CLOUDSEAM_TASK_HEARTBEAT), tempfile.TemporaryDirectory() as workdir:
+        for attempt in range(task_def.retries + 1):
+            if attempt:
+                output.add([f"--- retry {attempt} of {task_def.retries} after: {result.error}"])
+                Task.objects.filter(pk=task_id).update(attempts=F("attempts") + 1)
+            result = run_executor(_context(task, task_def, snapshot, output, workdir))
+            if result.ok:
+                break
+    output.flush()
+    return _report(task, result)
+
+
+def _context(task: Task, task_def, snapshot: dict, output: _Output, workdir: str) -> TaskContext:
+    return TaskContext(
+        task_id=task.id,
+        task_name=task.name,
+        executor=task_def.executor,
+        config=task_def.config,
+        stack=snapshot,
+        timeout=task_def.timeout,
+        on_output=output.add,
+        python_prefixes=tuple(settings.CLOUDSEAM_PYTHON_PREFIXES),
+        workdir=workdir,
+    )
+
+
+def _report(task: Task, result: TaskResult) -> str:
+    if result.waiting:
+        # Nothing left to watch here: the completion comes through the API (external systems).
+        Task.objects.filter(pk=task.id).update(heartbeat_at=None)
+        return "waiting"
+    Task.objects.filter(pk=task.id).update(finished_at=timezone.now(), heartbeat_at=None)
+    if result.ok:
+        answer = send(task.stack.key, "TASK_COMPLETED", task={"id": task.id}, actor="worker", source="worker")
+    else:
+        description = (result.error or "the task failed")[:10_000]
+        answer = send(
+            task.stack.key, "TASK_ERROR", task={"id": task.id}, description=description,
+            actor="worker", source="worker",
+        )
+    return answer.outcome

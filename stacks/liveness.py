@@ -1,0 +1,52 @@
+"""Finding tasks whose worker died, so no task stays PENDING forever.
+
+A running job writes a heartbeat every few seconds. A task whose heartbeat is older than
+CLOUDSEAM_TASK_LOST_AFTER is failed through `handle_event` like any other error, so it can be
+retried. Every worker runs `reap_lost_tasks` periodically; it is idempotent (the engine ignores an
+error for a task that is no longer PENDING), so several workers doing it at once is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from stacks.models import PENDING, Task
+from stacks.services import send
+
+log = logging.getLogger(__name__)
+
+
+def lost_message(seconds: int) -> str:
+    return (
+        f"the worker running this task stopped responding (no heartbeat for {seconds} s); it was probably "
+        "killed or its machine went away. Retry the task to run it again."
+    )
+
+
+def reap_lost_tasks(now: datetime | None = None) -> int:
+    """Fail every current PENDING task whose heartbeat stopped; returns how many were failed."""
+    lost_after = settings.CLOUDSEAM_TASK_LOST_AFTER
+    cutoff = (now or timezone.now()) - timedelta(seconds=lost_after)
+    lost = list(
+        Task.objects.filter(
+            current=True, status=PENDING, heartbeat_at__lt=cutoff, stack__removed_at__isnull=True
+        ).values_list("id", "stack__key")
+    )
+    failed = 0
+    for task_id, stack_key in lost:
+        result = send(
+            stack_key,
+            "TASK_ERROR",
+            task={"id": task_id},
+            description=lost_message(lost_after),
+            actor="liveness-check",
+            source="system",
+        )
+        if result.ok and result.outcome == "applied":
+            failed += 1
+            log.warning("task %s of stack %s lost its worker; marked ERROR", task_id, stack_key)
+    return failed

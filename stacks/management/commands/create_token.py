@@ -1,0 +1,29 @@
+"""create_token USER --role ROLE: an API token; the token is the last line printed, shown once."""
+
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from stacks.models import ROLES
+from stacks.tokens import create_token, ensure_user_with_role
+
+
+class Command(BaseCommand):
+    help = "Create an API token for USER (created if needed) with a role; prints the token last."
+
+    def add_arguments(self, parser):
+        parser.add_argument("user")
+        parser.add_argument("--role", default="viewer", choices=[r for r, _ in ROLES])
+        parser.add_argument("--name", default="cli")
+        parser.add_argument("--days", type=int, default=None, help="expire after this many days")
+
+    def handle(self, *args, user, role, name, days, **options):
+        if days is not None and days < 1:
+            raise CommandError("--days must be 1 or more")
+        account = ensure_user_with_role(user, role)
+        expires = timezone.now() + timedelta(days=days) if days else None
+        token, raw = create_token(account, name=name, role=role, expires_at=expires)
+        self.stdout.write(f"token {token.name!r} for {account.get_username()} with role {role}"
+                          + (f", expires {expires:%Y-%m-%d}" if expires else ""))
+        self.stdout.write(raw)

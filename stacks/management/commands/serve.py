@@ -1,0 +1,160 @@
+"""serve: all of CloudSeam on one machine, in one command (DESIGN §6.5, §7).
+
+Migrates, syncs the machines folder, starts an embedded Redis (unless REDIS_URL is set), Daphne
+(HTTP + WebSocket) and N RQ workers, prints the URL (and, on the first run, the admin password),
+then supervises: a dead worker is restarted; Ctrl-C or SIGTERM stops every child.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from cloudseam_site import embedded_redis, processes
+from machines_app.services import load_folder
+
+WORKER_RESTART_DELAY = 2.0
+
+
+class Command(BaseCommand):
+    help = "Run CloudSeam: web server with WebSockets, workers and (by default) an embedded Redis."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=os.environ.get("CLOUDSEAM_HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("CLOUDSEAM_PORT", "8000")))
+        parser.add_argument("--workers", type=int, default=2, help="RQ worker processes (default 2)")
+
+    def handle(self, *args, host, port, workers, **options):
+        if workers < 0:
+            raise CommandError("--workers must be 0 or more")
+        _check_port_free(host, port)
+        logs = Path(settings.DATA_DIR) / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        children: list = []
+        redis_process = None
+        stopping = {"now": False}
+
+        def request_stop(signum, frame):
+            stopping["now"] = True
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        try:
+            if settings.EMBEDDED_REDIS:
+                redis_log = open(logs / "redis.log", "ab")  # noqa: SIM115 - lives as long as serve
+                redis_process = embedded_redis.start(
+                    Path(settings.DATA_DIR), Path(settings.EMBEDDED_REDIS_SOCKET), redis_log
+                )
+            self._prepare()
+            env = {**os.environ, "REDIS_URL": settings.REDIS_URL, "CLOUDSEAM_DATA_DIR": str(settings.DATA_DIR)}
+            web = processes.spawn(_daphne_argv(host, port), env=env, log_file=None)
+            children.append(web)
+            pool = [self._start_worker(env, i, logs) for i in range(workers)]
+            children.extend(pool)
+            _wait_for_port(host, port, web)
+            self.stdout.write(self.style.SUCCESS(f"CloudSeam is running at http://{_display(host)}:{port}/"))
+            self.stdout.write(f"data folder: {settings.DATA_DIR}; Redis: {_redis_label()}; workers: {workers}")
+            self.stdout.write("Press Ctrl-C to stop.")
+            sys.stdout.flush()
+            self._supervise(web, pool, env, logs, children, stopping)
+        except embedded_redis.EmbeddedRedisError as exc:
+            raise CommandError(str(exc)) from None
+        finally:
+            processes.stop(children)  # web and workers first: they still need Redis to shut down
+            if redis_process is not None:
+                processes.stop([redis_process])
+            self.stdout.write("CloudSeam stopped.")
+
+    def _prepare(self) -> None:
+        call_command("migrate", interactive=False, verbosity=0)
+        self._first_run_admin()
+        folder = Path(settings.MACHINES_DIR)
+        if folder.is_dir():
+            report = load_folder(folder)
+            loaded = len(report.created) + len(report.unchanged)
+            self.stdout.write(f"machines from {folder}: {loaded} loaded ({len(report.created)} new versions)")
+            for name, problems in report.invalid.items():
+                first = problems[0]
+                self.stderr.write(f"skipped {name}: line {first.line or '?'}: {first.path}: {first.message}")
+        else:
+            self.stdout.write(f"no machines folder at {folder}; add machines in the editor or with load_machines")
+
+    def _first_run_admin(self) -> None:
+        user_model = get_user_model()
+        if user_model.objects.filter(is_superuser=True).exists():
+            return
+        password = secrets.token_urlsafe(12)
+        admin = user_model.objects.create_superuser("admin", "", password)
+        admin.groups.add(Group.objects.get(name="admin"))
+        self.stdout.write(self.style.WARNING(
+            f"First run: created the admin account. Username: admin  Password: {password}\n"
+            "This password is shown only once; change it in the admin (/admin/password_change/)."
+        ))
+
+    def _start_worker(self, env: dict, index: int, logs: Path):
+        log = open(logs / f"worker-{index}.log", "ab")  # noqa: SIM115 - lives as long as the worker
+        argv = [sys.executable, "-m", "django", "rqworker", "default",
+                "--worker-class", "stacks.worker.CloudSeamWorker", "--name", f"cloudseam-{os.getpid()}-{index}-"
+                f"{secrets.token_hex(3)}"]
+        return processes.spawn(argv, env={**env, "DJANGO_SETTINGS_MODULE": "cloudseam_site.settings"},
+                               log_file=log)
+
+    def _supervise(self, web, pool, env, logs, children, stopping) -> None:
+        while not stopping["now"]:
+            time.sleep(0.5)
+            if web.poll() is not None:
+                raise CommandError(f"the web server exited with code {web.returncode}")
+            for index, worker in enumerate(pool):
+                if worker.poll() is not None and not stopping["now"]:
+                    self.stderr.write(f"worker {index} exited with code {worker.returncode}; restarting it")
+                    time.sleep(WORKER_RESTART_DELAY)
+                    replacement = self._start_worker(env, index, logs)
+                    pool[index] = replacement
+                    children.append(replacement)
+
+
+def _daphne_argv(host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "--proxy-headers",
+            "cloudseam_site.asgi:application"]
+
+
+def _display(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "") else host
+
+
+def _redis_label() -> str:
+    return "embedded" if settings.EMBEDDED_REDIS else settings.REDIS_URL.split("@")[-1]
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror}; choose another --port") from None
+
+
+def _wait_for_port(host: str, port: int, web, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    target = _display(host)
+    while time.monotonic() < deadline:
+        if web.poll() is not None:
+            raise CommandError(f"the web server exited with code {web.returncode} while starting")
+        try:
+            with socket.create_connection((target, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise CommandError(f"the web server did not start listening on {host}:{port} within {timeout:.0f} s")

@@ -1,0 +1,160 @@
+"""Event messages (DESIGN §6.1): checked before anything is looked up or locked.
+
+Pure Python. Every rejection is a sentence a user can act on; a huge or hostile value is described,
+never echoed back whole.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+STACK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+EVENT_RE = re.compile(r"^[A-Z0-9_-]{1,63}$")
+MACHINE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+TASK_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+TASK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+FIELDS = ("stackId", "event", "action", "machine", "metadata", "task", "description", "id")
+MAX_METADATA_KEYS = 200
+MAX_METADATA_KEY = 100
+MAX_METADATA_VALUE = 10_000
+MAX_DESCRIPTION = 10_000
+MAX_MESSAGE_ID = 200
+
+
+class BadMessage(Exception):
+    """The message is malformed (400); nothing was looked up or changed."""
+
+    def __init__(self, message: str):
+        self.message = message
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class EventMessage:
+    stack_id: str
+    event: str
+    machine: str | None = None
+    metadata: Mapping = field(default_factory=dict)
+    task: Mapping | None = None  # {"id": …} or {"name": …}
+    description: str | None = None
+    message_id: str | None = None
+
+
+def _describe(value: object) -> str:
+    """A short description of a rejected value, safe to put in an error sentence."""
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters" if len(value) > 40 else repr(value)
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if value is None:
+        return "null"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return "a value of an unsupported type"
+
+
+def _stack_id(raw: object) -> str:
+    if raw is None or raw == "":
+        raise BadMessage("stackId is required: the id of the stack to act on, e.g. \"feature-123\"")
+    if not isinstance(raw, str) or not STACK_ID_RE.match(raw):
+        raise BadMessage(
+            f"stackId must be 1 to 63 characters of letters, digits, '.', '_' or '-', starting with a "
+            f"letter or digit; got {_describe(raw)}"
+        )
+    return raw
+
+
+def _event(data: Mapping) -> str:
+    event, action = data.get("event"), data.get("action")
+    if event is not None and action is not None and event != action:
+        raise BadMessage("send either event or its older alias action, not both with different values")
+    raw = event if event is not None else action
+    if raw is None or raw == "":
+        raise BadMessage("event is required: the name of the event to apply, e.g. \"LAUNCH\"")
+    if not isinstance(raw, str) or not EVENT_RE.match(raw):
+        raise BadMessage(
+            f"event must be an upper-case name of letters, digits, '-' or '_' (at most 63), e.g. "
+            f"\"LAUNCH\"; got {_describe(raw)}"
+        )
+    return raw
+
+
+def _machine(raw: object) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not MACHINE_RE.match(raw):
+        raise BadMessage(f"machine must be a machine name such as \"qa-env\"; got {_describe(raw)}")
+    return raw
+
+
+def check_metadata(raw: object) -> dict:
+    """A flat object of scalars; shared by the API, the pages and the admin's metadata editor."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise BadMessage(f"metadata must be a flat object of names to values; got {_describe(raw)}")
+    if len(raw) > MAX_METADATA_KEYS:
+        raise BadMessage(f"metadata may have at most {MAX_METADATA_KEYS} keys; got {len(raw)}")
+    clean = {}
+    for key, value in raw.items():
+        if not isinstance(key, str) or not key or len(key) > MAX_METADATA_KEY:
+            raise BadMessage(
+                f"metadata keys must be 1 to {MAX_METADATA_KEY} characters; got {_describe(key)}"
+            )
+        if isinstance(value, Mapping | list | tuple):
+            raise BadMessage(
+                f"metadata must be flat: {key!r} is {_describe(value)}; values may be strings, numbers, "
+                "booleans or null"
+            )
+        if not isinstance(value, str | int | float | bool) and value is not None:
+            raise BadMessage(f"metadata value for {key!r} must be a string, number, boolean or null")
+        if isinstance(value, str) and len(value) > MAX_METADATA_VALUE:
+            raise BadMessage(f"metadata value for {key!r} is longer than {MAX_METADATA_VALUE} characters")
+        clean[key] = value
+    return clean
+
+
+def _task(raw: object) -> Mapping | None:
+    if raw is None:
+        return None
+    if isinstance(raw, Mapping) and len(raw) == 1:
+        if isinstance(raw.get("id"), str) and TASK_ID_RE.match(raw["id"]):
+            return {"id": raw["id"]}
+        if isinstance(raw.get("name"), str) and TASK_NAME_RE.match(raw["name"]):
+            return {"name": raw["name"]}
+    raise BadMessage("task must be {\"name\": \"<task name>\"} or {\"id\": \"<task instance id>\"}")
+
+
+def _short_text(raw: object, name: str, limit: int) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or len(raw) > limit:
+        raise BadMessage(f"{name} must be a string of at most {limit} characters; got {_describe(raw)}")
+    return raw
+
+
+def parse_message(data: object) -> EventMessage:
+    """Check a decoded JSON message and return it in typed form, or raise BadMessage."""
+    if not isinstance(data, Mapping):
+        raise BadMessage("the event message must be a JSON object")
+    unknown = [k for k in data if k not in FIELDS]
+    if unknown:
+        raise BadMessage(f"unknown field {_describe(str(unknown[0]))}; fields: {', '.join(FIELDS)}")
+    message = EventMessage(
+        stack_id=_stack_id(data.get("stackId")),
+        event=_event(data),
+        machine=_machine(data.get("machine")),
+        metadata=check_metadata(data.get("metadata")),
+        task=_task(data.get("task")),
+        description=_short_text(data.get("description"), "description", MAX_DESCRIPTION),
+        message_id=_short_text(data.get("id"), "id", MAX_MESSAGE_ID),
+    )
+    if message.event in ("TASK_COMPLETED", "TASK_ERROR") and message.task is None:
+        raise BadMessage(f"{message.event} needs task: {{\"name\": …}} or {{\"id\": …}}")
+    return message

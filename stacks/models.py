@@ -1,0 +1,164 @@
+"""Stacks, their task instances, their event history, and API tokens.
+
+Only `stacks.services` writes a stack's state and tasks; these classes hold data and small
+read-only helpers, never workflow (no signals, no save() overrides).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from machines_app.models import Machine, MachineVersion
+
+PENDING, SATISFIED, ERROR = "PENDING", "SATISFIED", "ERROR"
+TASK_STATUSES = [(PENDING, "Pending"), (SATISFIED, "Satisfied"), (ERROR, "Error")]
+
+
+def new_task_id() -> str:
+    return uuid.uuid4().hex
+
+
+class StackQuerySet(models.QuerySet):
+    def active(self) -> StackQuerySet:
+        return self.filter(removed_at__isnull=True)
+
+    def removed(self) -> StackQuerySet:
+        return self.filter(removed_at__isnull=False)
+
+
+class Stack(models.Model):
+    """One environment. A removed stack keeps its row and history; its `key` may be reused."""
+
+    key = models.CharField("stack id", max_length=63, db_index=True)
+    machine = models.ForeignKey(Machine, on_delete=models.PROTECT, related_name="stacks")
+    machine_version = models.ForeignKey(MachineVersion, on_delete=models.PROTECT, related_name="stacks")
+    state = models.CharField(max_length=63)
+    previous_state = models.CharField(max_length=63, blank=True, null=True)  # noqa: DJ001 - null: never had one
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+    removed_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    objects = StackQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["key"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["key"], condition=Q(removed_at__isnull=True), name="stack_active_key_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.key if self.removed_at is None else f"{self.key} (removed)"
+
+    @property
+    def removed(self) -> bool:
+        return self.removed_at is not None
+
+    def current_tasks(self) -> models.QuerySet[Task]:
+        return self.tasks.filter(current=True).order_by("position")
+
+
+class Task(models.Model):
+    """One task instance: a new row per dispatch generation (entering a state, or a retry)."""
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_task_id, editable=False)
+    stack = models.ForeignKey(Stack, on_delete=models.CASCADE, related_name="tasks")
+    name = models.CharField(max_length=63)
+    state = models.CharField(max_length=63)  # the state this instance belongs to
+    executor = models.CharField(max_length=20)
+    position = models.PositiveSmallIntegerField(default=0)
+    current = models.BooleanField(default=True, db_index=True)
+    status = models.CharField(max_length=10, choices=TASK_STATUSES, default=PENDING, db_index=True)
+    error_message = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    output_tail = models.TextField(blank=True)
+    rq_job_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["stack_id", "position", "created_at"]
+        indexes = [models.Index(fields=["current", "status", "heartbeat_at"], name="task_liveness_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.stack.key}/{self.name}"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+OUTCOME_APPLIED, OUTCOME_REJECTED, OUTCOME_IGNORED = "applied", "rejected", "ignored"
+OUTCOMES = [(OUTCOME_APPLIED, "applied"), (OUTCOME_REJECTED, "rejected"), (OUTCOME_IGNORED, "ignored")]
+
+
+class StackEvent(models.Model):
+    """Every event message, accepted or not, with who sent it and what came of it."""
+
+    stack = models.ForeignKey(Stack, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    stack_key = models.CharField(max_length=255, db_index=True)
+    event = models.CharField(max_length=63)
+    source = models.CharField(max_length=20)  # api, ui, cli, worker, admin, system
+    actor = models.CharField(max_length=200, blank=True)
+    outcome = models.CharField(max_length=10, choices=OUTCOMES)
+    from_state = models.CharField(max_length=63, blank=True, null=True)  # noqa: DJ001
+    to_state = models.CharField(max_length=63, blank=True, null=True)  # noqa: DJ001
+    error = models.TextField(blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    task_ref = models.CharField(max_length=100, blank=True)
+    message_id = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001 - null: no id (unique only when given)
+    status_code = models.PositiveSmallIntegerField(default=200)
+    response = models.JSONField(default=dict, blank=True)  # the first answer, for repeated message ids
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["stack_key", "message_id"],
+                condition=Q(message_id__isnull=False),
+                name="stack_event_message_id_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stack_key} {self.event} ({self.outcome})"
+
+
+ROLE_VIEWER, ROLE_OPERATOR, ROLE_ADMIN = "viewer", "operator", "admin"
+ROLES = [(ROLE_VIEWER, "viewer"), (ROLE_OPERATOR, "operator"), (ROLE_ADMIN, "admin")]
+
+
+def hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+class ApiToken(models.Model):
+    """A bearer token; only its SHA-256 is stored, the token itself is shown once."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    role = models.CharField(max_length=10, choices=ROLES, default=ROLE_VIEWER)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=12, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

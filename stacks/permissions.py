@@ -1,0 +1,56 @@
+"""Roles: viewer (read), operator (send events, retry, complete external tasks, edit metadata),
+admin (also machines, users and tokens).
+
+Roles are Django groups created by a migration; a superuser is an admin. A token carries its own
+role and never grants more than its user has.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+
+from stacks.models import ROLE_ADMIN, ROLE_OPERATOR, ROLE_VIEWER
+
+RANK = {None: 0, ROLE_VIEWER: 1, ROLE_OPERATOR: 2, ROLE_ADMIN: 3}
+
+
+def user_role(user) -> str | None:
+    """The highest role of a user, or None for anonymous or role-less users."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return None
+    if user.is_superuser:
+        return ROLE_ADMIN
+    cached = getattr(user, "_cloudseam_role", "unset")
+    if cached != "unset":
+        return cached
+    names = set(user.groups.values_list("name", flat=True))
+    role = next((r for r in (ROLE_ADMIN, ROLE_OPERATOR, ROLE_VIEWER) if r in names), None)
+    user._cloudseam_role = role
+    return role
+
+
+def weaker(a: str | None, b: str | None) -> str | None:
+    return a if RANK[a] <= RANK[b] else b
+
+
+def request_role(request: HttpRequest) -> str | None:
+    """The role behind a request: its token's (capped by the user's) or its session user's."""
+    token = getattr(request, "api_token", None)
+    role = user_role(request.user)
+    if token is not None:
+        return weaker(role, token.role)
+    return role
+
+
+def has_role(request: HttpRequest, needed: str) -> bool:
+    return RANK[request_role(request)] >= RANK[needed]
+
+
+def role_context(request: HttpRequest) -> dict:
+    """Template context: who is looking and what they may do."""
+    role = request_role(request) if hasattr(request, "user") else None
+    return {
+        "role": role,
+        "can_operate": RANK[role] >= RANK[ROLE_OPERATOR],
+        "can_admin": RANK[role] >= RANK[ROLE_ADMIN],
+    }

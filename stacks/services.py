@@ -1,0 +1,321 @@
+"""The one door through which stacks change: `handle_event` (DESIGN §3).
+
+One transaction with the stack's row locked: create-or-load, merge metadata, apply the engine,
+persist, record the event. Jobs are enqueued and watchers told only after commit. A rejected event
+rolls everything back and is then recorded on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from machines_app.models import Machine
+from stacks import engine, live
+from stacks.dispatch import after_commit_effects, job_for
+from stacks.messages import BadMessage, EventMessage, parse_message
+from stacks.models import (
+    OUTCOME_APPLIED,
+    OUTCOME_IGNORED,
+    OUTCOME_REJECTED,
+    Stack,
+    StackEvent,
+    Task,
+    new_task_id,
+)
+from stacks.snapshots import event_json, stack_json
+
+log = logging.getLogger(__name__)
+
+UPDATE_METADATA = "UPDATE_METADATA"  # merge metadata only, in any state (pages, admin, API)
+UPGRADE_MACHINE = "UPGRADE_MACHINE"  # pin the stack to its machine's newest version
+SERVICE_EVENTS = (UPDATE_METADATA, UPGRADE_MACHINE)
+
+STATUS_BY_CODE = {
+    "nothing_to_upgrade": 409,
+    "state_missing": 409,
+    "tasks_differ": 409,
+    "bad_event": 400,
+    "system_event": 400,
+    "not_accepted": 409,
+    "unknown_task": 409,
+    "nothing_to_retry": 409,
+    "machine_mismatch": 409,
+    "unknown_machine": 404,
+    "unknown_stack": 404,
+    "no_version": 409,
+}
+CREATE_RETRIES = 3
+
+
+class Rejected(Exception):
+    """Raised inside the transaction to roll it back; turned into a recorded rejection."""
+
+    def __init__(self, code: str, message: str, stack: Stack | None = None):
+        self.code, self.message, self.stack = code, message, stack
+        super().__init__(message)
+
+
+@dataclass
+class EventResult:
+    """What the caller tells its user: a status code and a JSON body."""
+
+    status: int
+    body: dict
+    outcome: str
+    stack: Stack | None = None
+    repeated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+
+def handle_event(message: Mapping | EventMessage, *, actor: str, source: str) -> EventResult:
+    """Apply one event message; never raises for bad input, answers with a status and a body."""
+    try:
+        msg = message if isinstance(message, EventMessage) else parse_message(message)
+    except BadMessage as exc:
+        return EventResult(400, {"error": exc.message}, OUTCOME_REJECTED)
+    if msg.message_id:
+        earlier = _earlier_answer(msg)
+        if earlier is not None:
+            return earlier
+    for attempt in range(CREATE_RETRIES):
+        try:
+            return _apply(msg, actor=actor, source=source)
+        except Rejected as exc:
+            return _record_rejection(msg, exc, actor=actor, source=source)
+        except IntegrityError:
+            # Another process created the same stack (or used the same message id) first;
+            # the next attempt finds its row and locks it.
+            if attempt == CREATE_RETRIES - 1:
+                raise
+            earlier = _earlier_answer(msg) if msg.message_id else None
+            if earlier is not None:
+                return earlier
+    raise AssertionError("unreachable")
+
+
+def _earlier_answer(msg: EventMessage) -> EventResult | None:
+    first = StackEvent.objects.filter(stack_key=msg.stack_id, message_id=msg.message_id).first()
+    if first is None:
+        return None
+    return EventResult(first.status_code, first.response, first.outcome, repeated=True)
+
+
+def _load_or_create(msg: EventMessage) -> tuple[Stack, bool]:
+    stack = (
+        Stack.objects.select_for_update()
+        .select_related("machine", "machine_version")
+        .filter(key=msg.stack_id, removed_at__isnull=True)
+        .first()
+    )
+    if stack is not None:
+        if msg.machine and msg.machine != stack.machine.name:
+            raise Rejected(
+                "machine_mismatch",
+                f"stack {stack.key} runs machine {stack.machine.name}, not {msg.machine}; "
+                "leave machine out or use the stack's own machine",
+                stack,
+            )
+        return stack, False
+    if not msg.machine:
+        raise Rejected(
+            "unknown_stack",
+            f"stack {msg.stack_id} does not exist; send machine to create it with its first event",
+        )
+    machine = Machine.objects.select_related("current_version").filter(name=msg.machine).first()
+    if machine is None:
+        known = ", ".join(Machine.objects.values_list("name", flat=True)[:20]) or "none"
+        raise Rejected("unknown_machine", f"machine {msg.machine} does not exist; known machines: {known}")
+    if machine.current_version is None:
+        raise Rejected("no_version", f"machine {machine.name} has no valid version yet")
+    stack = Stack.objects.create(
+        key=msg.stack_id, machine=machine, machine_version=machine.current_version, state=engine.INIT
+    )
+    return stack, True
+
+
+def _snapshot(stack: Stack, tasks: list[Task], metadata: Mapping) -> engine.StackSnapshot:
+    return engine.StackSnapshot(
+        id=stack.key,
+        state=stack.state,
+        previous_state=stack.previous_state,
+        tasks=tuple(
+            engine.TaskInstance(id=t.id, name=t.name, status=t.status, error=t.error_message or None,
+                                attempts=t.attempts)
+            for t in tasks
+        ),
+        metadata=metadata,
+    )
+
+
+def _run_engine(stack: Stack, machine, before: engine.StackSnapshot, msg: EventMessage) -> engine.Outcome:
+    """The engine, plus the two operations that only the service can do (they touch the row)."""
+    if msg.event == UPDATE_METADATA:
+        return engine.Outcome(stack=before)  # the merge already happened in `before`
+    if msg.event == UPGRADE_MACHINE:
+        return _upgrade_machine(stack, before)
+    return engine.apply_event(
+        machine, before, msg.event, task_ref=msg.task, description=msg.description, new_id=new_task_id
+    )
+
+
+def _upgrade_machine(stack: Stack, before: engine.StackSnapshot) -> engine.Outcome:
+    """Pin the stack to its machine's newest version, if its state and tasks still fit there."""
+    newest = stack.machine.current_version
+    if newest is None or newest.pk == stack.machine_version_id:
+        raise engine.EventRejected(
+            "nothing_to_upgrade", f"stack {stack.key} already uses the newest version of {stack.machine.name}"
+        )
+    target = newest.spec
+    state = target.states.get(stack.state)
+    if state is None:
+        raise engine.EventRejected(
+            "state_missing",
+            f"state {stack.state} does not exist in version {newest.number} of {stack.machine.name}; "
+            f"move the stack to a state that exists there first",
+        )
+    if tuple(t.name for t in before.tasks) != tuple(state.tasks):
+        raise engine.EventRejected(
+            "tasks_differ",
+            f"state {stack.state} has different tasks in version {newest.number}; "
+            "move the stack once it has left this state",
+        )
+    stack.machine_version = newest
+    stack.save(update_fields=["machine_version"])
+    return engine.Outcome(stack=before)
+
+
+@transaction.atomic
+def _apply(msg: EventMessage, *, actor: str, source: str) -> EventResult:
+    stack, _created = _load_or_create(msg)
+    tasks = list(stack.tasks.filter(current=True).order_by("position"))
+    before = _snapshot(stack, tasks, engine.merge_metadata(stack.metadata, msg.metadata))
+    machine = stack.machine_version.spec
+    if _created and msg.event in SERVICE_EVENTS:
+        raise Rejected("not_accepted", f"{msg.event} needs an existing stack; stack {stack.key} is new")
+    try:
+        outcome = _run_engine(stack, machine, before, msg)
+    except engine.EventRejected as exc:
+        raise Rejected(exc.code, exc.message, None if _created else stack) from None
+    current = _persist(stack, tasks, before, outcome, machine)
+    snapshot = stack_json(stack, current)
+    outcome_name = OUTCOME_IGNORED if outcome.ignored else OUTCOME_APPLIED
+    record = StackEvent.objects.create(
+        stack=stack,
+        stack_key=stack.key,
+        event=msg.event,
+        source=source,
+        actor=actor,
+        outcome=outcome_name,
+        from_state=before.state if not _created else None,
+        to_state=stack.state,
+        error=outcome.ignored_reason or "",
+        metadata=dict(msg.metadata),
+        task_ref=_task_ref_text(msg.task),
+        message_id=msg.message_id,
+        status_code=200,
+        response=snapshot,
+    )
+    by_id = {t.id: t for t in current}
+    jobs = [job_for(by_id[t_id], machine.tasks[by_id[t_id].name]) for t_id in outcome.dispatch]
+    after_commit_effects(snapshot, event=event_json(record), jobs=jobs, cancelled=outcome.cancelled)
+    return EventResult(200, snapshot, outcome_name, stack=stack)
+
+
+def _task_ref_text(ref: Mapping | None) -> str:
+    if not ref:
+        return ""
+    return f"id:{ref['id']}" if "id" in ref else f"name:{ref['name']}"
+
+
+def _persist(stack: Stack, old_tasks: list[Task], before: engine.StackSnapshot, outcome: engine.Outcome,
+             machine) -> list[Task]:
+    """Write the engine's new snapshot: stack row, retired task rows, new and changed task rows."""
+    new = outcome.stack
+    now = timezone.now()
+    stack.state, stack.previous_state, stack.metadata = new.state, new.previous_state, dict(new.metadata)
+    if outcome.removed:
+        stack.removed_at = now
+    stack.save(update_fields=["state", "previous_state", "metadata", "removed_at", "updated_at"])
+    old_by_id = {t.id: t for t in old_tasks}
+    current_ids = {t.id for t in new.tasks}
+    retired = [t_id for t_id in old_by_id if t_id not in current_ids]
+    if retired:
+        Task.objects.filter(pk__in=retired).update(current=False)
+    result = []
+    for position, inst in enumerate(new.tasks):
+        row = old_by_id.get(inst.id)
+        if row is None:
+            row = Task.objects.create(
+                id=inst.id, stack=stack, name=inst.name, state=new.state, position=position,
+                executor=machine.tasks[inst.name].executor, status=inst.status, attempts=inst.attempts,
+                error_message=inst.error or "",
+            )
+        elif row.status != inst.status or (row.error_message or None) != inst.error:
+            row.status, row.error_message = inst.status, inst.error or ""
+            if inst.status != engine.PENDING:
+                row.finished_at = row.finished_at or now
+                row.heartbeat_at = None
+            row.save(update_fields=["status", "error_message", "finished_at", "heartbeat_at"])
+        result.append(row)
+    return result
+
+
+def _record_rejection(msg: EventMessage, exc: Rejected, *, actor: str, source: str) -> EventResult:
+    status = STATUS_BY_CODE.get(exc.code, 409)
+    body = {"error": exc.message, "code": exc.code}
+    stack = exc.stack
+    if stack is not None:
+        stack = Stack.objects.filter(pk=stack.pk).first()
+    try:
+        with transaction.atomic():
+            record = StackEvent.objects.create(
+                stack=stack,
+                stack_key=msg.stack_id,
+                event=msg.event,
+                source=source,
+                actor=actor,
+                outcome=OUTCOME_REJECTED,
+                from_state=stack.state if stack else None,
+                to_state=stack.state if stack else None,
+                error=exc.message,
+                metadata=dict(msg.metadata),
+                task_ref=_task_ref_text(msg.task),
+                message_id=msg.message_id,
+                status_code=status,
+                response=body,
+            )
+    except IntegrityError:
+        earlier = _earlier_answer(msg)
+        if earlier is not None:
+            return earlier
+        raise
+    if stack is not None:
+        live.publish_history(stack.key, event_json(record))
+    return EventResult(status, body, OUTCOME_REJECTED, stack=stack)
+
+
+def update_metadata(stack_id: str, changes: Mapping, *, actor: str, source: str) -> EventResult:
+    """Merge `changes` into a stack's metadata (a None value removes the key); recorded in history."""
+    return handle_event({"stackId": stack_id, "event": UPDATE_METADATA, "metadata": dict(changes)},
+                        actor=actor, source=source)
+
+
+def upgrade_machine(stack_id: str, *, actor: str, source: str) -> EventResult:
+    """Move a stack to its machine's newest version; refused when its state or tasks do not fit."""
+    return handle_event({"stackId": stack_id, "event": UPGRADE_MACHINE}, actor=actor, source=source)
+
+
+def send(stack_id: str, event: str, *, actor: str, source: str, **fields) -> EventResult:
+    """Convenience for pages, admin actions and jobs: build the message from keyword fields."""
+    message = {"stackId": stack_id, "event": event}
+    message.update({k: v for k, v in fields.items() if v is not None})
+    return handle_event(message, actor=actor, source=source)
+

@@ -1,0 +1,58 @@
+"""The JSON shapes of DESIGN §6.2: one place builds them for the API, live updates and jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from stacks.models import Stack, StackEvent, Task
+
+
+def iso(value) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def task_json(task: Task) -> dict:
+    return {
+        "id": task.id,
+        "name": task.name,
+        "status": task.status,
+        "errorMessage": task.error_message or None,
+        "attempts": task.attempts,
+        "executor": task.executor,
+        "startedAt": iso(task.started_at),
+        "finishedAt": iso(task.finished_at),
+    }
+
+
+def stack_json(stack: Stack, tasks: Iterable[Task] | None = None) -> dict:
+    if tasks is None:
+        tasks = stack.current_tasks()
+    return {
+        "id": stack.key,
+        "machine": stack.machine.name,
+        "machineVersion": stack.machine_version.number,
+        "state": stack.state,
+        "previousState": stack.previous_state,
+        "tasks": [task_json(t) for t in tasks],
+        "metadata": stack.metadata,
+        "removed": stack.removed_at is not None,
+        "createdAt": iso(stack.created_at),
+        "updatedAt": iso(stack.updated_at),
+        "removedAt": iso(stack.removed_at),
+    }
+
+
+def event_json(event: StackEvent) -> dict:
+    return {
+        "id": event.pk,
+        "event": event.event,
+        "source": event.source,
+        "actor": event.actor,
+        "outcome": event.outcome,
+        "fromState": event.from_state,
+        "toState": event.to_state,
+        "error": event.error or None,
+        "metadata": event.metadata,
+        "task": event.task_ref or None,
+        "createdAt": iso(event.created_at),
+    }
