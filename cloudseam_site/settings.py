@@ -128,7 +128,8 @@ RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env_int("CLOUDSEAM_JOB_TIMEOUT", 3600)},
 }
 RQ_SHOW_ADMIN_LINK = True
-RQ = {"WORKER_CLASS": "stacks.worker.CloudSeamWorker"}
+# Jobs are already enqueued from transaction.on_commit (stacks.dispatch); django-rq must not defer again.
+RQ = {"WORKER_CLASS": "stacks.worker.CloudSeamWorker", "COMMIT_MODE": "auto"}
 
 CHANNEL_LAYERS = {
     "default": {
@@ -160,6 +161,7 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns about a missing root; files come from the finders
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 

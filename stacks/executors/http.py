@@ -1,0 +1,84 @@
+"""`http`: sends the task message as JSON to a URL.
+
+`mode: sync` (default) means the answer is the result: 2xx succeeds, anything else fails.
+`mode: callback` means a 2xx only says "accepted": the remote system reports completion later
+through the API, naming the task-instance id it received in `task.id`.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from stacks.executors.base import (
+    TaskContext,
+    TaskResult,
+    emit,
+    failure,
+    format_seconds,
+    task_message,
+    to_json,
+)
+
+DEFAULT_TIMEOUT = 30.0
+BODY_PREVIEW_CHARS = 200
+MAX_BODY_BYTES = 64 * 1024  # only a preview is shown; a huge answer must not fill the worker's memory
+METHODS_WITHOUT_BODY = {"GET", "HEAD"}
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect would silently turn a POST into a GET; make it an error the operator sees."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
+def _request(ctx: TaskContext, url: str, method: str) -> urllib.request.Request:
+    headers = {"Content-Type": "application/json", "User-Agent": "CloudSeam"}
+    headers.update({str(k): str(v) for k, v in (ctx.config.get("headers") or {}).items()})
+    body = None if method in METHODS_WITHOUT_BODY else to_json(task_message(ctx)).encode("utf-8")
+    return urllib.request.Request(url, data=body, headers=headers, method=method)
+
+
+def _preview(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace").strip()[:BODY_PREVIEW_CHARS]
+
+
+def run(ctx: TaskContext) -> TaskResult:
+    url = str(ctx.config.get("url", ""))
+    method = str(ctx.config.get("method") or "POST").upper()
+    mode = str(ctx.config.get("mode") or "sync")
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        return failure(f"the http executor only calls http:// and https:// URLs, not '{url}'")
+    timeout = ctx.timeout or DEFAULT_TIMEOUT
+    label = f"{method} {url}"
+    tail: list[str] = []
+    emit(ctx, tail, f"{label} ({mode})")
+    try:
+        with _opener.open(_request(ctx, url, method), timeout=timeout) as response:
+            status, body = response.status, response.read(MAX_BODY_BYTES)
+    except urllib.error.HTTPError as exc:
+        return failure(f"{label} answered {exc.code}: {_preview(exc.read(MAX_BODY_BYTES))}", tail)
+    except (urllib.error.URLError, OSError) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        if isinstance(reason, TimeoutError):
+            return failure(f"{label} timed out after {format_seconds(timeout)} s", tail)
+        return failure(f"{label} failed: {_reason(reason)}", tail)
+    if not 200 <= status < 300:
+        return failure(f"{label} answered {status}: {_preview(body)}", tail)
+    emit(ctx, tail, f"answered {status}: {_preview(body)}" if body else f"answered {status}")
+    if mode == "callback":
+        emit(ctx, tail, "waiting for the remote system to report completion through the API")
+        return TaskResult(ok=True, waiting=True, output_tail=tail)
+    return TaskResult(ok=True, output_tail=tail)
+
+
+def _reason(reason: object) -> str:
+    """`[Errno 111] Connection refused` → `connection refused`; the URL is already in the sentence."""
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror[:1].lower() + reason.strerror[1:]
+    return str(reason)
