@@ -18,7 +18,7 @@ from collections.abc import Sequence
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -35,7 +35,7 @@ def spawn(argv: Sequence[str], *, env: dict | None = None, log_file=None) -> sub
         stdout=log_file,
         stderr=subprocess.STDOUT if log_file is not None else None,
         start_new_session=True,
-        preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, safe before exec
+        preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, safe before exec
     )
 
 

@@ -48,3 +48,29 @@ atexit.register(_stop)
 
 def pytest_unconfigure(config) -> None:
     _stop()
+
+
+def _postgres_unreachable() -> str | None:
+    """Why the PostgreSQL pass cannot run here, or None when the server answers."""
+    if os.environ.get("CLOUDSEAM_TEST_DATABASE") != "postgres":
+        return None
+    import psycopg
+
+    url = os.environ.get("DATABASE_URL") or os.environ.get(
+        "CLOUDSEAM_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/cloudseam"
+    )
+    server = url.rsplit("/", 1)[0] + "/postgres"
+    try:
+        psycopg.connect(server, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        return f"no PostgreSQL server reachable at {server.split('@')[-1]}: {str(exc).strip()[:200]}"
+    return None
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    import pytest
+
+    reason = _postgres_unreachable()
+    if reason:
+        for item in items:
+            item.add_marker(pytest.mark.skip(reason=reason))

@@ -21,6 +21,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import IO
 
+from cloudseam_site.processes import die_with_parent
 from stacks.executors.base import TAIL_LINES, send_output, timeout_error
 
 POLL_SECONDS = 0.1
@@ -174,6 +175,9 @@ def _start(argv: Sequence[str], env: dict[str, str] | None, cwd: str | None) -> 
             env=env,
             cwd=cwd,
             start_new_session=True,
+            # If the worker is killed (kill -9, OOM), the task's command is told to stop too,
+            # instead of running on unseen while the task is failed and retried elsewhere.
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, safe before exec
         )
     except FileNotFoundError:
         raise ProcessStartError(f"command not found: {argv[0]}") from None
