@@ -1,0 +1,92 @@
+"""`serve` as a user runs it: it starts everything, answers HTTP and WebSocket, runs a task, and
+stops cleanly — leaving no redis-server, worker or web process behind."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import urllib.request
+
+import psutil
+import pytest
+import websockets
+
+from tests.live_server import Server
+
+pytestmark = pytest.mark.e2e
+
+
+def _names(processes: list[psutil.Process]) -> str:
+    out = []
+    for p in processes:
+        try:
+            out.append(" ".join(p.cmdline())[:80])
+        except psutil.NoSuchProcess:
+            continue
+    return "; ".join(out)
+
+
+def test_it_starts_serves_runs_a_task_and_stops_without_leftovers():
+    server = Server(workers=1).start()
+    try:
+        assert server.admin_password, "the first run prints the admin password"
+        with urllib.request.urlopen(server.url + "/accounts/login/", timeout=10) as page:
+            assert page.status == 200 and b"Log in" in page.read()
+        children = server.children()
+        kinds = _names(children)
+        assert "redis-server" in kinds and "daphne" in kinds and "rqworker" in kinds
+
+        async def watch() -> dict:
+            headers = {"Authorization": f"Bearer {server.token('viewer')}"}
+            url = server.url.replace("http://", "ws://") + "/ws/stacks/"
+            async with websockets.connect(url, additional_headers=headers, origin=server.url) as ws:
+                return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+        assert asyncio.run(watch())["type"] == "snapshot"
+        server.api("POST", "/api/events", {"stackId": "first", "event": "LAUNCH", "machine": "qa-env"})
+        server.wait_for("first", lambda s: s["state"] == "RUN", timeout=60)
+        assert server.stop() == 0
+        gone, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, f"left running: {_names(alive)}"
+        assert "CloudSeam stopped." in server.output
+    finally:
+        server.cleanup()
+
+
+def test_it_takes_its_children_down_even_when_killed_hard():
+    server = Server(workers=1).start()
+    try:
+        children = server.children()
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(10)
+        gone, alive = psutil.wait_procs(children, timeout=15)
+        assert not alive, f"orphans: {_names(alive)}"
+    finally:
+        server.cleanup()
+
+
+def test_it_does_not_print_the_admin_password_again():
+    server = Server(workers=0).start()
+    try:
+        first = server.admin_password
+        server.stop()
+        server.process = None
+        server.admin_password = None
+        server.start()
+        assert first and server.admin_password is None
+        assert not any(first in line for line in server.output[len(server.output) // 2:])
+    finally:
+        server.cleanup()
+
+
+def test_it_refuses_a_port_in_use_with_a_clear_message():
+    first = Server(workers=0).start()
+    try:
+        second = Server(workers=0)
+        second.port, second.url = first.port, first.url
+        done = second.manage("serve", "--port", str(first.port), "--workers", "0", timeout=60)
+        assert done.returncode != 0 and f"cannot listen on 127.0.0.1:{first.port}" in done.stderr
+        second.cleanup()
+    finally:
+        first.cleanup()
