@@ -70,6 +70,7 @@ class Outcome:
     ignored: bool = False  # a stale completion: recorded, changes nothing
     ignored_reason: str | None = None
     next_fired: bool = False  # NEXT was applied (even when its actions were all no-op)
+    retired: tuple[TaskInstance, ...] = ()  # last version of each replaced instance (e.g. completed, then left)
 
 
 MAX_TRANSITIONS = 1000  # hard bound on advances in one call; a machine that needs more is looping
@@ -92,6 +93,7 @@ class _Step:
     stack: StackSnapshot
     transitions: tuple[Transition, ...] = ()
     next_fired: bool = False
+    retired: tuple[TaskInstance, ...] = ()
 
 
 def apply_event(
@@ -188,6 +190,7 @@ def _outcome(machine: Machine, original: StackSnapshot, step: _Step) -> Outcome:
         cancelled=tuple(task.id for task in original.tasks if task.id not in after),
         removed=is_removable(machine, step.stack),
         next_fired=step.next_fired,
+        retired=tuple(task for task in step.retired if task.id in before),
     )
 
 
@@ -234,7 +237,8 @@ def _advance(machine: Machine, step: _Step, event: str, target: str | None, new_
     tasks = tuple(TaskInstance(id=new_id(), name=name) for name in machine.states[target].tasks)
     stack = replace(step.stack, state=target, previous_state=step.stack.state, tasks=tasks)
     transition = Transition(event=event, from_state=step.stack.state, to_state=target)
-    return replace(step, stack=stack, transitions=(*step.transitions, transition))
+    retired = (*step.retired, *step.stack.tasks)
+    return replace(step, stack=stack, transitions=(*step.transitions, transition), retired=retired)
 
 
 # --- task reports --------------------------------------------------------------------------------
@@ -336,7 +340,8 @@ def _retry(stack: StackSnapshot, event: str, new_id: Callable[[], str]) -> _Step
         replace(task, id=new_id(), status=PENDING, error=None) if task.status == status else task
         for task in stack.tasks
     )
-    return _Step(replace(stack, tasks=tasks))
+    retired = tuple(task for task in stack.tasks if task.status == status)
+    return _Step(replace(stack, tasks=tasks), retired=retired)
 
 
 # --- small helpers -------------------------------------------------------------------------------

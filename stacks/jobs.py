@@ -10,7 +10,7 @@ import threading
 import time
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.db.models import F
 from django.utils import timezone
 
@@ -90,7 +90,8 @@ def _claim(task_id: str) -> Task | None:
 
 def run_task(task_id: str) -> str:
     """Run one task instance with its executor, retrying as configured, then report the result."""
-    close_old_connections()
+    if not connection.in_atomic_block:  # a worker between jobs; never inside a caller's transaction
+        close_old_connections()
     task = _claim(task_id)
     if task is None:
         log.info("task %s is no longer pending; nothing to do", task_id)

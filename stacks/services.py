@@ -245,10 +245,8 @@ def _persist(stack: Stack, old_tasks: list[Task], before: engine.StackSnapshot, 
         stack.removed_at = now
     stack.save(update_fields=["state", "previous_state", "metadata", "removed_at", "updated_at"])
     old_by_id = {t.id: t for t in old_tasks}
-    current_ids = {t.id for t in new.tasks}
-    retired = [t_id for t_id in old_by_id if t_id not in current_ids]
-    if retired:
-        Task.objects.filter(pk__in=retired).update(current=False)
+    for inst in outcome.retired:
+        _save_status(old_by_id[inst.id], inst, now, current=False)
     result = []
     for position, inst in enumerate(new.tasks):
         row = old_by_id.get(inst.id)
@@ -258,14 +256,21 @@ def _persist(stack: Stack, old_tasks: list[Task], before: engine.StackSnapshot, 
                 executor=machine.tasks[inst.name].executor, status=inst.status, attempts=inst.attempts,
                 error_message=inst.error or "",
             )
-        elif row.status != inst.status or (row.error_message or None) != inst.error:
-            row.status, row.error_message = inst.status, inst.error or ""
-            if inst.status != engine.PENDING:
-                row.finished_at = row.finished_at or now
-                row.heartbeat_at = None
-            row.save(update_fields=["status", "error_message", "finished_at", "heartbeat_at"])
+        else:
+            _save_status(row, inst, now)
         result.append(row)
     return result
+
+
+def _save_status(row: Task, inst: engine.TaskInstance, now, current: bool = True) -> None:
+    """Write a task row's new status (and retire it), touching the database only on a change."""
+    if row.status == inst.status and (row.error_message or None) == inst.error and row.current == current:
+        return
+    row.status, row.error_message, row.current = inst.status, inst.error or "", current
+    if inst.status != engine.PENDING:
+        row.finished_at = row.finished_at or now
+        row.heartbeat_at = None
+    row.save(update_fields=["status", "error_message", "current", "finished_at", "heartbeat_at"])
 
 
 def _record_rejection(msg: EventMessage, exc: Rejected, *, actor: str, source: str) -> EventResult:

@@ -632,3 +632,15 @@ def test_it_copies_the_metadata_when_nothing_is_merged():
 
     assert merged == old and merged is not old
     assert merge_metadata({}, {}) == {}
+
+
+def test_it_reports_the_last_version_of_tasks_it_retires():
+    """A task completed and then left behind by NEXT must be stored as SATISFIED, not as it was."""
+    m = qa_env()
+    launched = apply_event(m, stack("INIT"), "LAUNCH", new_id=ids())
+    first, second = launched.stack.tasks
+    done_one = apply_event(m, launched.stack, "TASK_COMPLETED", task_ref={"id": first.id}, new_id=ids("b"))
+    done_two = apply_event(m, done_one.stack, "TASK_COMPLETED", task_ref={"id": second.id}, new_id=ids("c"))
+    assert done_two.stack.state != launched.stack.state
+    assert {(t.id, t.status) for t in done_two.retired} == {(first.id, "SATISFIED"), (second.id, "SATISFIED")}
+    assert done_one.retired == ()

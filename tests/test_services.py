@@ -83,6 +83,8 @@ def test_it_fires_next_when_the_last_task_completes(simple_machine):
     assert complete("feature-1", "db").body["state"] == "PROVISION"
     body = complete("feature-1", "cert").body
     assert body["state"] == "RUN" and body["tasks"] == []
+    finished = Task.objects.filter(stack__key="feature-1").values_list("name", "status", "current")
+    assert sorted(finished) == [("cert", "SATISFIED", False), ("db", "SATISFIED", False)]
     history = list(StackEvent.objects.filter(stack_key="feature-1").order_by("id").values_list("event", "to_state"))
     assert history == [("LAUNCH", "PROVISION"), ("TASK_COMPLETED", "PROVISION"), ("TASK_COMPLETED", "RUN")]
 

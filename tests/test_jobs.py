@@ -1,0 +1,101 @@
+"""The RQ job body and the liveness check, called directly (the e2e tests run them in workers)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from machines_app.services import save_machine
+from stacks.jobs import run_task
+from stacks.liveness import reap_lost_tasks
+from stacks.models import Stack, StackEvent, Task
+from stacks.services import handle_event
+
+MACHINE = """
+version: 1
+events: [LAUNCH]
+states:
+  INIT:
+    on:
+      LAUNCH: [{action: advance, state: WORK}]
+  WORK:
+    tasks: [job]
+    on:
+      NEXT: [{action: advance, state: DONE}]
+  DONE: {terminal: true}
+tasks:
+  job: %s
+"""
+
+
+def launch(task_yaml: str, stack_id: str = "s1") -> Task:
+    save_machine("m", MACHINE % task_yaml, actor="t")
+    handle_event({"stackId": stack_id, "event": "LAUNCH", "machine": "m"}, actor="t", source="api")
+    return Stack.objects.get(key=stack_id).current_tasks().get()
+
+
+@pytest.mark.django_db
+def test_it_runs_a_task_and_completes_it_through_handle_event():
+    task = launch('{executor: shell, config: {command: ["python3", "-c", "print(\'hello\'); print(\'bye\')"]}}')
+    assert run_task(task.id) == "applied"
+    task.refresh_from_db()
+    assert task.status == "SATISFIED" and task.attempts == 1 and task.output_tail == "hello\nbye"
+    assert task.started_at and task.finished_at and task.heartbeat_at is None
+    assert Stack.objects.get(key="s1").state == "DONE"
+    assert StackEvent.objects.filter(event="TASK_COMPLETED", source="worker", actor="worker").exists()
+
+
+@pytest.mark.django_db
+def test_it_retries_before_reporting_an_error():
+    task = launch("{executor: sleep, retries: 2, config: {seconds: 0, fail: 1}}")
+    assert run_task(task.id) == "applied"
+    task.refresh_from_db()
+    assert task.status == "ERROR" and task.attempts == 3
+    assert "failed on purpose" in task.error_message
+    assert task.output_tail.count("--- retry") == 2
+
+
+@pytest.mark.django_db
+def test_it_does_nothing_for_a_stale_task():
+    task = launch("{executor: sleep, config: {seconds: 0, fail: 1}}")
+    handle_event({"stackId": "s1", "event": "TASK_ERROR", "task": {"id": task.id}, "description": "x"},
+                 actor="t", source="api")
+    handle_event({"stackId": "s1", "event": "RETRY_FAILED_TASKS"}, actor="t", source="api")
+    assert run_task(task.id) == "stale"
+    assert Task.objects.get(pk=task.id).attempts == 0
+
+
+@pytest.mark.django_db
+def test_it_fails_a_task_with_a_timeout():
+    task = launch('{executor: shell, timeout: 1, config: {command: ["sleep", "30"]}}')
+    run_task(task.id)
+    task.refresh_from_db()
+    assert task.status == "ERROR" and "timed out after 1" in task.error_message
+
+
+@pytest.mark.django_db
+def test_it_leaves_external_tasks_waiting():
+    task = launch("{executor: external}")
+    assert run_task(task.id) == "waiting"
+    task.refresh_from_db()
+    assert task.status == "PENDING" and task.heartbeat_at is None
+
+
+@pytest.mark.django_db
+def test_it_fails_tasks_whose_heartbeat_stopped_and_only_those(settings):
+    settings.CLOUDSEAM_TASK_LOST_AFTER = 30
+    lost = launch("{executor: sleep}", "lost")
+    alive = launch("{executor: sleep}", "alive")
+    never_started = launch("{executor: sleep}", "queued")
+    now = timezone.now()
+    Task.objects.filter(pk=lost.pk).update(heartbeat_at=now - timedelta(seconds=31))
+    Task.objects.filter(pk=alive.pk).update(heartbeat_at=now - timedelta(seconds=5))
+    assert reap_lost_tasks() == 1
+    lost.refresh_from_db()
+    assert lost.status == "ERROR" and "stopped responding (no heartbeat for 30 s)" in lost.error_message
+    assert Task.objects.get(pk=alive.pk).status == "PENDING"
+    assert Task.objects.get(pk=never_started.pk).status == "PENDING"
+    assert reap_lost_tasks() == 0
+    assert StackEvent.objects.filter(stack_key="lost", event="TASK_ERROR", actor="liveness-check").count() == 1
