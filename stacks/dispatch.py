@@ -27,6 +27,10 @@ class JobSpec:
     job_timeout: int  # -1: no limit; liveness is then watched through heartbeats
 
 
+def get_queue():
+    return django_rq.get_queue(QUEUE)
+
+
 def job_id(task_id: str) -> str:
     return f"task-{task_id}"
 
@@ -44,7 +48,7 @@ def enqueue(jobs: list[JobSpec]) -> None:
     runnable = [j for j in jobs if j.executor != "external"]
     if not runnable:
         return
-    queue = django_rq.get_queue(QUEUE)
+    queue = get_queue()
     for job in runnable:
         try:
             queue.enqueue(
@@ -64,7 +68,7 @@ def cancel(task_ids: tuple[str, ...] | list[str]) -> None:
     if not task_ids:
         return
     try:
-        queue = django_rq.get_queue(QUEUE)
+        queue = get_queue()
         for task_id in task_ids:
             job = queue.fetch_job(job_id(task_id))
             if job is not None and job.get_status(refresh=False) == "queued":

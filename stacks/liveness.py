@@ -13,7 +13,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
 
+from stacks import dispatch
 from stacks.models import PENDING, Task
 from stacks.services import send
 
@@ -50,3 +53,32 @@ def reap_lost_tasks(now: datetime | None = None) -> int:
             failed += 1
             log.warning("task %s of stack %s lost its worker; marked ERROR", task_id, stack_key)
     return failed
+
+
+QUEUED_GRACE = 60  # seconds a dispatched task may wait before we check that its job still exists
+
+
+def requeue_lost_jobs(now: datetime | None = None) -> int:
+    """Enqueue again the jobs of tasks that never started and whose job Redis no longer has.
+
+    That happens when Redis lost data (a restart without persistence, an eviction). The task keeps
+    its instance id: nothing about the stack changes, it only gets the job it should have had.
+    """
+    cutoff = (now or timezone.now()) - timedelta(seconds=QUEUED_GRACE)
+    waiting = (
+        Task.objects.filter(current=True, status=PENDING, started_at__isnull=True, created_at__lt=cutoff,
+                            stack__removed_at__isnull=True)
+        .exclude(executor="external")
+        .select_related("stack__machine_version")
+    )
+    queue = dispatch.get_queue()
+    missing = []
+    for task in waiting:
+        try:
+            Job.fetch(dispatch.job_id(task.id), connection=queue.connection)
+        except NoSuchJobError:
+            missing.append(dispatch.job_for(task, task.stack.machine_version.spec.tasks[task.name]))
+    if missing:
+        log.warning("re-enqueueing %d task(s) whose jobs were lost", len(missing))
+        dispatch.enqueue(missing)
+    return len(missing)

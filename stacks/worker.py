@@ -21,12 +21,13 @@ REAP_INTERVAL = 10.0
 
 
 def _reap_forever(stop: threading.Event) -> None:
-    from stacks.liveness import reap_lost_tasks
+    from stacks.liveness import reap_lost_tasks, requeue_lost_jobs
 
     while not stop.wait(REAP_INTERVAL):
         try:
             close_old_connections()
             reap_lost_tasks()
+            requeue_lost_jobs()
         except Exception:  # noqa: BLE001 - keep checking; a database blip must not stop the thread
             log.warning("liveness check failed", exc_info=True)
 

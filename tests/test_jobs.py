@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from machines_app.services import save_machine
 from stacks.jobs import run_task
-from stacks.liveness import reap_lost_tasks
+from stacks.liveness import reap_lost_tasks, requeue_lost_jobs
 from stacks.models import Stack, StackEvent, Task
 from stacks.services import handle_event
 
@@ -99,3 +99,17 @@ def test_it_fails_tasks_whose_heartbeat_stopped_and_only_those(settings):
     assert Task.objects.get(pk=never_started.pk).status == "PENDING"
     assert reap_lost_tasks() == 0
     assert StackEvent.objects.filter(stack_key="lost", event="TASK_ERROR", actor="liveness-check").count() == 1
+
+
+@pytest.mark.django_db
+def test_it_enqueues_again_a_task_whose_job_redis_lost():
+    import django_rq
+
+    queue = django_rq.get_queue("default")
+    queue.empty()
+    task = launch("{executor: sleep}", "lost-job")
+    Task.objects.filter(pk=task.pk).update(created_at=timezone.now() - timedelta(seconds=120))
+    assert requeue_lost_jobs() == 1
+    assert queue.job_ids == [f"task-{task.id}"]
+    assert requeue_lost_jobs() == 0  # the job exists now
+    assert Task.objects.get(pk=task.pk).status == "PENDING"
