@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from machines_app.models import Machine
 from stacks import engine, live
-from stacks.dispatch import after_commit_effects, job_for
+from stacks.dispatch import after_commit_effects, job_for, job_id
 from stacks.messages import BadMessage, EventMessage, parse_message
 from stacks.models import (
     OUTCOME_APPLIED,
@@ -251,10 +251,11 @@ def _persist(stack: Stack, old_tasks: list[Task], before: engine.StackSnapshot, 
     for position, inst in enumerate(new.tasks):
         row = old_by_id.get(inst.id)
         if row is None:
+            executor = machine.tasks[inst.name].executor
             row = Task.objects.create(
                 id=inst.id, stack=stack, name=inst.name, state=new.state, position=position,
-                executor=machine.tasks[inst.name].executor, status=inst.status, attempts=inst.attempts,
-                error_message=inst.error or "",
+                executor=executor, status=inst.status, attempts=inst.attempts, error_message=inst.error or "",
+                rq_job_id="" if executor == "external" else job_id(inst.id),
             )
         else:
             _save_status(row, inst, now)
