@@ -122,3 +122,8 @@ def _refusal(request: HttpRequest, needed: str) -> JsonResponse | None:
     if RANK[role] < RANK[needed]:
         return error(403, f"this needs the {needed} role; you have {role}")
     return None
+
+
+def api_not_found(request: HttpRequest) -> JsonResponse:
+    """JSON, not an HTML page, for a mistyped API path."""
+    return error(404, f"there is no API endpoint {request.path[:200]}; see /api/openapi.json")

@@ -1,7 +1,8 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from cloudseam_site import openapi
+from cloudseam_site.api import api_not_found
 from machines_app import api as machines_api
 from stacks import api as stacks_api
 
@@ -14,6 +15,7 @@ api_patterns = [
     path("machines/validate", machines_api.validate_machine, name="api-machines-validate"),
     path("machines/<str:name>", machines_api.machine_detail, name="api-machine"),
     path("openapi.json", openapi.openapi_view, name="api-openapi"),
+    re_path(r"^.*$", api_not_found),
 ]
 
 urlpatterns = [

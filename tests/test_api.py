@@ -161,10 +161,12 @@ def test_it_validates_machines_without_saving(client, op):
 
 
 def test_it_refuses_an_alias_bomb_quickly(client, op):
-    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+    levels = zip("abcdefgh", "bcdefghi", strict=True)
+    lines = [f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]" for p, c in levels]
+    bomb = "\n".join(["a: &a [x, x, x, x, x, x, x, x, x]", *lines])
     response = client.post("/api/machines/validate", data=bomb, content_type="application/yaml", **op)
     assert response.status_code == 200 and response.json()["valid"] is False
+    assert "alias" in response.json()["errors"][0]["message"]
 
 
 def test_it_saves_machine_versions_for_admins_only(client, bearer, op):
@@ -204,3 +206,10 @@ def test_it_never_answers_500(client, op, simple_machine, message):
     response = post_event(client, op, message)
     assert response.status_code in (200, 400, 404, 409), response.content
     assert "error" in response.json() or response.status_code == 200
+
+
+def test_it_answers_unknown_api_paths_and_methods_with_json(client, op):
+    missing = client.get("/api/nothing/here", **op)
+    assert missing.status_code == 404 and "openapi.json" in missing.json()["error"]
+    wrong = client.delete("/api/events", **op)
+    assert wrong.status_code == 405 and wrong["Allow"] == "POST" and "use POST" in wrong.json()["error"]

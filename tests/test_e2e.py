@@ -31,7 +31,15 @@ tasks:
   nap:
     executor: shell
     config:
-      command: ["python3", "-c", "import json, os, time; m = json.loads(os.environ['CLOUDSEAM_METADATA']); print('napping', flush=True); time.sleep(float(m.get('nap', 0))); print('awake')"]
+      command:
+        - python3
+        - -c
+        - |
+          import json, os, time
+          metadata = json.loads(os.environ['CLOUDSEAM_METADATA'])
+          print('napping', flush=True)
+          time.sleep(float(metadata.get('nap', 0)))
+          print('awake')
 """
 
 
