@@ -144,6 +144,15 @@ CHANNEL_LAYERS = {
     },
 }
 
+# Login throttling counts failures in the cache. One `serve` process is fine with the default
+# in-memory cache; several web processes should share one: CLOUDSEAM_CACHE_URL=redis://….
+CACHE_URL = env_str("CLOUDSEAM_CACHE_URL")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    if CACHE_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -19,8 +19,10 @@ api_patterns = [
 ]
 
 urlpatterns = [
+    # First: the throttled login, "My tokens", and /admin/rq/ for admins only must win over the
+    # admin's and Django's own routes.
+    path("", include("stacks.urls_security")),
     path("api/", include(api_patterns)),
-    path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("stacks.urls")),

@@ -123,6 +123,8 @@ class StackEvent(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
+        verbose_name = "history entry"
+        verbose_name_plural = "history"
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(
@@ -158,6 +160,7 @@ class ApiToken(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "API token"
         ordering = ["-created_at"]
 
     def __str__(self) -> str:

@@ -1,0 +1,478 @@
+"""The Django admin as CloudSeam's operations console: stacks, tasks, history, tokens, users.
+
+Nothing here writes a stack directly. Metadata edits and every action (retry, send an event, move
+to the newest machine version) call `stacks.services`, so they are checked like any other event
+and recorded in the stack's history with the admin user as actor. Who may do what follows the
+roles (see `stacks.admin_forms.RoleAdminMixin`); history is read-only for everybody.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
+from django.utils.html import format_html
+from django_rq.models import Dashboard
+
+from stacks import audit, services
+from stacks.admin_forms import (
+    ApiTokenAdminForm,
+    RoleAdminMixin,
+    SendEventForm,
+    StackMetadataForm,
+    metadata_table_html,
+)
+from stacks.login_views import AdminLoginForm
+from stacks.models import ERROR, PENDING, ROLE_ADMIN, ROLE_OPERATOR, ApiToken, Stack, StackEvent, Task
+
+admin.site.site_header = "CloudSeam admin"
+admin.site.site_title = "CloudSeam admin"
+admin.site.index_title = "Operations console"
+admin.site.login_form = AdminLoginForm  # the admin's login page is throttled like /accounts/login/
+
+# django-rq registers its dashboard for every staff user; it lives at /admin/rq/, for admins only.
+if admin.site.is_registered(Dashboard):
+    admin.site.unregister(Dashboard)
+
+
+def actor(request: HttpRequest) -> str:
+    return request.user.get_username()
+
+
+def report(modeladmin: admin.ModelAdmin, request: HttpRequest, outcomes: list[tuple[str, str | None]],
+           done: str) -> None:
+    """One success line naming the stacks that worked, one error line per stack that did not."""
+    ok = [key for key, error in outcomes if error is None]
+    if ok:
+        modeladmin.message_user(request, f"{done}: {', '.join(ok)}.", messages.SUCCESS)
+    for key, error in outcomes:
+        if error is not None:
+            modeladmin.message_user(request, f"Stack {key}: {error}", messages.ERROR)  # the admin capitalises
+
+
+def for_each_stack(stacks: Iterable[Stack],
+                   call: Callable[[str], services.EventResult]) -> list[tuple[str, str | None]]:
+    """Run one service call per stack; removed stacks are skipped (their id may belong to a new stack)."""
+    outcomes = []
+    for stack in stacks:
+        if stack.removed:
+            outcomes.append((stack.key, "this stack was removed; nothing was done"))
+            continue
+        result = call(stack.key)
+        outcomes.append((stack.key, None if result.ok else result.body.get("error", "refused")))
+    return outcomes
+
+
+# --- filters ------------------------------------------------------------------------------------
+
+
+class RemovedFilter(admin.SimpleListFilter):
+    """Active stacks by default: removed ones pile up over time but stay readable here."""
+
+    title = "lifecycle"
+    parameter_name = "lifecycle"
+
+    def lookups(self, request, model_admin):
+        return [("active", "active"), ("removed", "removed"), ("all", "all")]
+
+    def choices(self, changelist):
+        current = self.value() or "active"
+        for value, label in self.lookup_choices:
+            yield {
+                "selected": current == value,
+                "query_string": changelist.get_query_string({self.parameter_name: value}),
+                "display": label,
+            }
+
+    def queryset(self, request, queryset):
+        value = self.value() or "active"
+        if value == "active":
+            return queryset.filter(removed_at__isnull=True)
+        if value == "removed":
+            return queryset.filter(removed_at__isnull=False)
+        return queryset
+
+
+class FailedTasksFilter(admin.SimpleListFilter):
+    title = "failed tasks"
+    parameter_name = "failed"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "has failed tasks"), ("no", "no failed tasks")]
+
+    def queryset(self, request, queryset):
+        failed = Exists(Task.objects.filter(stack=OuterRef("pk"), current=True, status=ERROR))
+        if self.value() == "yes":
+            return queryset.filter(failed)
+        if self.value() == "no":
+            return queryset.filter(~failed)
+        return queryset
+
+
+# --- stacks -------------------------------------------------------------------------------------
+
+
+class TaskInline(RoleAdminMixin, admin.TabularInline):
+    """The stack's current tasks; older task instances are on the Tasks list."""
+
+    model = Task
+    fields = ("name", "status", "attempts", "executor", "started_at", "finished_at", "error_message")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    verbose_name_plural = "current tasks"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(current=True).order_by("position")
+
+
+@admin.register(Stack)
+class StackAdmin(RoleAdminMixin, admin.ModelAdmin):
+    change_role = ROLE_OPERATOR  # only metadata is editable, and only through the service
+    form = StackMetadataForm
+    inlines = [TaskInline]
+    list_display = ("key", "machine", "version", "state", "previous_state", "failed_tasks", "updated_at",
+                    "removed_at")
+    list_filter = (RemovedFilter, "machine", "state", FailedTasksFilter)
+    list_select_related = ("machine", "machine_version")
+    search_fields = ("key", "machine__name", "state")
+    readonly_fields = ("key", "machine", "machine_version", "state", "previous_state", "history", "created_at",
+                       "updated_at", "removed_at", "metadata_view")
+    actions = ["retry_failed", "retry_pending", "send_event", "move_to_newest_version"]
+
+    def get_queryset(self, request):
+        failed = Count("tasks", filter=Q(tasks__current=True, tasks__status=ERROR))
+        return super().get_queryset(request).annotate(failed_count=failed)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return super().has_change_permission(request, obj) and (obj is None or obj.removed_at is None)
+
+    def get_fieldsets(self, request, obj=None):
+        editable = self.has_change_permission(request, obj)
+        return [
+            (None, {"fields": ["key", "machine", "machine_version", "state", "previous_state", "history",
+                               "created_at", "updated_at", "removed_at"]}),
+            ("Metadata", {"fields": ["metadata_table" if editable else "metadata_view"]}),
+        ]
+
+    @admin.display(description="version")
+    def version(self, obj: Stack) -> int:
+        return obj.machine_version.number
+
+    @admin.display(description="failed tasks", ordering="failed_count")
+    def failed_tasks(self, obj: Stack) -> int:
+        return obj.failed_count
+
+    @admin.display(description="history")
+    def history(self, obj: Stack) -> str:
+        url = reverse("admin:stacks_stackevent_changelist") + f"?stack__id__exact={obj.pk}"
+        return format_html('<a href="{}">{} events</a>', url, obj.events.count())
+
+    @admin.display(description="metadata")
+    def metadata_view(self, obj: Stack) -> str:
+        return metadata_table_html(obj.metadata)
+
+    # Saving: metadata through the service, nothing else.
+
+    def save_model(self, request, obj, form, change) -> None:
+        changes = form.cleaned_data["metadata_table"].changes()
+        request.cloudseam_changes = changes
+        if not changes:
+            return
+        if not Stack.objects.filter(pk=obj.pk, removed_at__isnull=True).exists():
+            request.cloudseam_error = "this stack was removed meanwhile; nothing was saved"
+            return
+        result = services.update_metadata(obj.key, changes, actor=actor(request), source="admin")
+        if not result.ok:
+            request.cloudseam_error = result.body.get("error", "refused")
+
+    def save_related(self, request, form, formsets, change) -> None:
+        """Tasks are read-only here; they change only through events."""
+
+    def construct_change_message(self, request, form, formsets, add=False):
+        return ""  # the inline was not saved (see save_related); log_* write their own message
+
+    def log_change(self, request, obj, message):
+        changes = getattr(request, "cloudseam_changes", None)
+        if not changes or getattr(request, "cloudseam_error", None):
+            return None
+        return super().log_change(request, obj, f"Changed metadata: {', '.join(sorted(changes))}.")
+
+    def response_change(self, request, obj) -> HttpResponse:
+        error = getattr(request, "cloudseam_error", None)
+        changes = getattr(request, "cloudseam_changes", None)
+        if error:
+            self.message_user(request, f"Nothing was saved: {error}", messages.ERROR)
+        elif not changes:
+            self.message_user(request, "The metadata was not changed.", messages.INFO)
+        else:
+            self.message_user(
+                request,
+                f"Metadata of {obj.key} saved ({', '.join(sorted(changes))}); recorded in its history.",
+                messages.SUCCESS,
+            )
+        return HttpResponseRedirect(request.path)
+
+    # Actions: each goes through the services, one stack at a time, and is reported per stack.
+
+    @admin.action(description="Retry failed tasks", permissions=["operate"])
+    def retry_failed(self, request, queryset) -> None:
+        outcomes = for_each_stack(queryset, lambda key: services.send(
+            key, "RETRY_FAILED_TASKS", actor=actor(request), source="admin"))
+        report(self, request, outcomes, "Failed tasks retried")
+
+    @admin.action(description="Retry pending tasks", permissions=["operate"])
+    def retry_pending(self, request, queryset) -> None:
+        outcomes = for_each_stack(queryset, lambda key: services.send(
+            key, "RETRY_PENDING_TASKS", actor=actor(request), source="admin"))
+        report(self, request, outcomes, "Pending tasks dispatched again")
+
+    @admin.action(description="Move to the machine's newest version", permissions=["operate"])
+    def move_to_newest_version(self, request, queryset) -> None:
+        outcomes = for_each_stack(queryset, lambda key: services.upgrade_machine(
+            key, actor=actor(request), source="admin"))
+        report(self, request, outcomes, "Moved to the newest version")
+
+    @admin.action(description="Send an event…", permissions=["operate"])
+    def send_event(self, request, queryset) -> HttpResponse | None:
+        rows = [self._event_row(stack) for stack in queryset.select_related("machine", "machine_version")]
+        counts = Counter(event for row in rows for event in row["events"])
+        if not counts:
+            self.message_user(request, "None of the selected stacks accepts an event in its current state.",
+                              messages.WARNING)
+            return None
+        ordered = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+        data = request.POST if request.POST.get("post") == "yes" else None
+        form = SendEventForm(data, counts=ordered, total=len(rows))
+        if form.is_valid():
+            event = form.cleaned_data["event"]
+            outcomes = for_each_stack([row["stack"] for row in rows], lambda key: services.send(
+                key, event, actor=actor(request), source="admin"))
+            report(self, request, outcomes, f"{event} applied")
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Send an event",
+            "opts": self.model._meta,
+            "rows": rows,
+            "form": form,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/stacks/stack/send_event.html", context)
+
+    @staticmethod
+    def _event_row(stack: Stack) -> dict:
+        """The user events the stack's state accepts under the machine version it is pinned to."""
+        if stack.removed:
+            return {"stack": stack, "removed": True, "events": ()}
+        machine = stack.machine_version.spec
+        events = machine.accepted_events(stack.state) if stack.state in machine.states else ()
+        return {"stack": stack, "removed": False, "events": events}
+
+
+# --- tasks --------------------------------------------------------------------------------------
+
+
+@admin.register(Task)
+class TaskAdmin(RoleAdminMixin, admin.ModelAdmin):
+    list_display = ("name", "stack", "state", "status", "executor", "attempts", "current", "started_at",
+                    "finished_at", "duration")
+    list_filter = ("status", "executor", ("stack__machine", admin.RelatedOnlyFieldListFilter), "current")
+    list_select_related = ("stack",)
+    search_fields = ("stack__key", "name", "error_message")
+    fields = ("stack", "name", "state", "status", "current", "executor", "attempts", "error_message", "output",
+              "created_at", "started_at", "finished_at", "heartbeat_at", "duration", "rq_job_id")
+    readonly_fields = fields
+    actions = ["retry"]
+
+    @admin.display(description="duration")
+    def duration(self, obj: Task) -> str:
+        seconds = obj.duration_seconds
+        return "" if seconds is None else f"{seconds:.1f} s"
+
+    @admin.display(description="output (last lines)")
+    def output(self, obj: Task) -> str:
+        return format_html("<pre>{}</pre>", obj.output_tail) if obj.output_tail else "-"
+
+    @admin.action(description="Retry", permissions=["operate"])
+    def retry(self, request, queryset) -> None:
+        """Failed tasks are retried, else pending ones dispatched again, per stack.
+
+        The services retry all failed (or pending) tasks of a stack together, which is what a
+        person wants after fixing the cause; the message says so.
+        """
+        by_stack: dict[int, list[Task]] = {}
+        for task in queryset.select_related("stack"):
+            by_stack.setdefault(task.stack_id, []).append(task)
+        outcomes = []
+        for tasks in by_stack.values():
+            stack = tasks[0].stack
+            current = [t for t in tasks if t.current]
+            if any(t.status == ERROR for t in current):
+                event = "RETRY_FAILED_TASKS"
+            elif any(t.status == PENDING for t in current):
+                event = "RETRY_PENDING_TASKS"
+            else:
+                outcomes.append((stack.key, "the selected tasks are done or no longer current; nothing to retry"))
+                continue
+            outcomes.extend(for_each_stack([stack], lambda key, event=event: services.send(
+                key, event, actor=actor(request), source="admin")))
+        report(self, request, outcomes, "Retried (all failed, else all pending, tasks of each stack)")
+
+
+# --- history ------------------------------------------------------------------------------------
+
+
+@admin.register(StackEvent)
+class StackEventAdmin(RoleAdminMixin, admin.ModelAdmin):
+    """Read-only for everybody, superusers included: history is evidence."""
+
+    operate_role = None
+    list_display = ("created_at", "stack_key", "event", "outcome", "source", "actor", "from_state", "to_state",
+                    "short_error")
+    list_filter = ("outcome", "source", "created_at")  # no per-event filter: DISTINCT over all history is slow
+    search_fields = ("stack_key", "actor", "event", "error")
+    show_full_result_count = False  # history only grows; skip the second COUNT(*) of every page
+    fields = ("created_at", "stack", "stack_key", "event", "outcome", "source", "actor", "from_state", "to_state",
+              "error", "metadata", "task_ref", "message_id", "status_code", "response")
+    readonly_fields = fields
+
+    @admin.display(description="error")
+    def short_error(self, obj: StackEvent) -> str:
+        return obj.error if len(obj.error) <= 80 else obj.error[:79] + "…"
+
+
+# --- tokens -------------------------------------------------------------------------------------
+
+
+class TokenStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("active", "active"), ("expired", "expired"), ("revoked", "revoked")]
+
+    def queryset(self, request, queryset: QuerySet[ApiToken]):
+        now = timezone.now()
+        live = Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+        if self.value() == "active":
+            return queryset.filter(live, revoked_at__isnull=True)
+        if self.value() == "expired":
+            return queryset.filter(revoked_at__isnull=True).exclude(live)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(RoleAdminMixin, admin.ModelAdmin):
+    """Admins create tokens for anybody (shown once) and revoke them; tokens are never edited or deleted."""
+
+    view_role = add_role = operate_role = ROLE_ADMIN
+    form = ApiTokenAdminForm
+    autocomplete_fields = ("user",)
+    list_display = ("name", "user", "role", "starts_with", "status", "created_at", "expires_at", "last_used_at",
+                    "revoked_at")
+    list_filter = ("role", TokenStatusFilter)
+    list_select_related = ("user",)
+    search_fields = ("name", "prefix", "user__username")
+    actions = ["revoke"]
+    view_fields = ("name", "user", "role", "starts_with", "status", "created_at", "expires_at", "last_used_at",
+                   "revoked_at")
+
+    def get_fields(self, request, obj=None):
+        return ["user", "name", "role", "expires_at"] if obj is None else list(self.view_fields)
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else self.view_fields
+
+    @admin.display(description="starts with")
+    def starts_with(self, obj: ApiToken) -> str:
+        return f"{obj.prefix}…"
+
+    @admin.display(description="status")
+    def status(self, obj: ApiToken) -> str:
+        return audit.token_status(obj)
+
+    def save_model(self, request, obj, form, change) -> None:
+        data = form.cleaned_data
+        token, raw = audit.issue_token(request.user, data["user"], data["name"], data["role"], data["expires_at"])
+        obj.pk, obj.key_hash, obj.prefix, obj.created_at = token.pk, token.key_hash, token.prefix, token.created_at
+        obj._state.adding = False
+        request.cloudseam_raw_token = raw
+
+    def log_addition(self, request, obj, message):
+        """`audit.issue_token` already wrote the log entry, with more detail."""
+
+    def response_add(self, request, obj, post_url_continue=None) -> HttpResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "API token created",
+            "opts": self.model._meta,
+            "token": obj,
+            "raw": request.cloudseam_raw_token,
+        }
+        response = TemplateResponse(request, "admin/stacks/apitoken/created.html", context)
+        add_never_cache_headers(response)
+        return response
+
+    @admin.action(description="Revoke selected tokens", permissions=["operate"])
+    def revoke(self, request, queryset) -> None:
+        revoked = audit.revoke_tokens(request.user, queryset)
+        if revoked:
+            names = ", ".join(f"{t.name} ({t.user.get_username()})" for t in revoked)
+            self.message_user(request, f"Revoked: {names}. Requests using them now get 401.", messages.SUCCESS)
+        else:
+            self.message_user(request, "The selected tokens were already revoked.", messages.INFO)
+
+
+# --- the admin log, users and groups --------------------------------------------------------------
+
+
+@admin.register(LogEntry)
+class LogEntryAdmin(RoleAdminMixin, admin.ModelAdmin):
+    """Django's record of admin changes (and of token creation/revocation), for admins to read."""
+
+    view_role = ROLE_ADMIN
+    operate_role = None
+    list_display = ("action_time", "user", "action_flag", "content_type", "object_repr", "change_message_text")
+    list_filter = ("action_flag", "content_type", "user")
+    search_fields = ("object_repr", "change_message", "user__username")
+    fields = ("action_time", "user", "action_flag", "content_type", "object_id", "object_repr",
+              "change_message_text")
+    readonly_fields = fields
+
+    @admin.display(description="change")
+    def change_message_text(self, obj: LogEntry) -> str:
+        return obj.get_change_message()
+
+
+class RoleUserAdmin(RoleAdminMixin, UserAdmin):
+    """Managing people is the admin role's job; group membership is how roles are given."""
+
+    view_role = add_role = change_role = delete_role = ROLE_ADMIN
+    operate_role = None
+
+
+class RoleGroupAdmin(RoleAdminMixin, GroupAdmin):
+    view_role = add_role = change_role = delete_role = ROLE_ADMIN
+    operate_role = None
+
+
+for _model, _model_admin in ((get_user_model(), RoleUserAdmin), (Group, RoleGroupAdmin)):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
+    admin.site.register(_model, _model_admin)
