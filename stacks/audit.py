@@ -8,8 +8,8 @@ Every change in CloudSeam is attributable and visible to admins, each where it a
 - token creation and revocation: the `ApiToken` row plus a `LogEntry` naming who did it; admin
   "API tokens" and "Admin log".
 - other admin edits (users, groups, metadata): Django's `LogEntry`; admin "Admin log".
-- failed logins: the `cloudseam.audit` log, and the recent ones (kept in the cache) on the admin's
-  "Failed logins" page.
+- failed logins: `LoginFailure` rows and the `cloudseam.audit` log; the admin's "Failed logins"
+  page.
 
 Token changes go through the two functions below (from the admin and the "My tokens" page alike),
 so neither door can forget the log entry.
@@ -21,19 +21,16 @@ import logging
 from datetime import datetime
 
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from stacks.models import ApiToken
+from stacks.models import ApiToken, LoginFailure
 from stacks.tokens import create_token
 
 log = logging.getLogger("cloudseam.audit")
 
-RECENT_FAILURES_KEY = "cloudseam:recent-login-failures"
-RECENT_FAILURES_KEPT = 200
-RECENT_FAILURES_TTL = 7 * 24 * 3600
+RECENT_FAILURES_SHOWN = 200
 
 
 def token_status(token: ApiToken, now: datetime | None = None) -> str:
@@ -82,17 +79,13 @@ def revoke_tokens(by, tokens: QuerySet[ApiToken]) -> list[ApiToken]:
 
 
 def login_failed(username: str, ip: str, *, locked: bool) -> None:
-    """Log a failed login and keep it among the recent ones admins see."""
+    """Record a failed login (durably, for admins) and log it."""
     username = username[:150]
     log.warning("failed login for %r from %s%s", username, ip or "unknown address", " (locked)" if locked else "")
-    entry = {"at": timezone.now().isoformat(), "username": username, "ip": ip, "locked": locked}
-    recent = cache.get(RECENT_FAILURES_KEY, [])
-    cache.set(RECENT_FAILURES_KEY, [entry, *recent][:RECENT_FAILURES_KEPT], timeout=RECENT_FAILURES_TTL)
+    LoginFailure.objects.create(username=username, ip=(ip or "")[:64], locked=locked)
 
 
 def recent_login_failures() -> list[dict]:
     """Newest first, as dicts with `at` (datetime), `username`, `ip` and `locked`."""
-    entries = []
-    for entry in cache.get(RECENT_FAILURES_KEY, []):
-        entries.append({**entry, "at": datetime.fromisoformat(entry["at"])})
-    return entries
+    rows = LoginFailure.objects.all()[:RECENT_FAILURES_SHOWN]
+    return [{"at": r.created_at, "username": r.username, "ip": r.ip, "locked": r.locked} for r in rows]

@@ -276,6 +276,17 @@ def test_it_shows_failed_logins_to_admins_and_logs_them(client, lena, ada, caplo
     assert "lena" in page and "203.0.113.7" in page
 
 
+def test_it_keeps_failed_logins_in_the_database_so_they_survive_a_restart(client, lena):
+    from django.core.cache import cache
+
+    from stacks.models import LoginFailure
+
+    log_in(client, "wrong", ip="198.51.100.9")
+    cache.clear()  # a restart empties the in-memory cache; the record must not depend on it
+    failure = LoginFailure.objects.get()
+    assert (failure.username, failure.ip, failure.locked) == ("lena", "198.51.100.9", False)
+
+
 def test_it_never_logs_a_new_token(client, otto, caplog):
     client.force_login(otto)
     with caplog.at_level(logging.DEBUG):
