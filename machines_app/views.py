@@ -26,7 +26,7 @@ from machines_app.forms import MachineForm
 from machines_app.models import Machine, MachineVersion
 from machines_app.services import InvalidMachine, save_machine
 from stacks.models import ROLE_ADMIN, Stack
-from stacks.views import role_required
+from stacks.permissions import role_required
 
 log = logging.getLogger(__name__)
 

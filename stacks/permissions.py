@@ -7,7 +7,12 @@ role and never grants more than its user has.
 
 from __future__ import annotations
 
-from django.http import HttpRequest
+import functools
+from collections.abc import Callable
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
 
 from stacks.models import ROLE_ADMIN, ROLE_OPERATOR, ROLE_VIEWER
 
@@ -54,3 +59,18 @@ def role_context(request: HttpRequest) -> dict:
         "can_operate": RANK[role] >= RANK[ROLE_OPERATOR],
         "can_admin": RANK[role] >= RANK[ROLE_ADMIN],
     }
+
+
+def role_required(role: str) -> Callable:
+    """Login first (anonymous users go to the login page), then the role: 403 page otherwise."""
+
+    def decorator(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            if not has_role(request, role):
+                raise PermissionDenied(f"this needs the {role} role")
+            return view(request, *args, **kwargs)
+
+        return login_required(wrapped)
+
+    return decorator

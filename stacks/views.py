@@ -8,13 +8,10 @@ and get the result as JSON instead. Live updates come from the WebSocket consume
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -24,6 +21,7 @@ from django.views.decorators.http import require_POST, require_safe
 
 from machines_app import diagrams
 from machines_app.models import Machine
+from machines_app.views import diagram_context
 from stacks import services
 from stacks.forms import (
     METADATA_HELP,
@@ -38,27 +36,12 @@ from stacks.forms import (
     value_type,
 )
 from stacks.models import ERROR, PENDING, ROLE_OPERATOR, SATISFIED, Stack, StackEvent, Task
-from stacks.permissions import has_role
+from stacks.permissions import role_required
 from stacks.snapshots import event_json, stack_json
 
 PAGE_SIZE = 50
 HISTORY_PAGE_SIZE = 50
 SOURCE = "ui"
-
-
-def role_required(role: str) -> Callable:
-    """Login first (anonymous users go to the login page), then the role: 403 page otherwise."""
-
-    def decorator(view: Callable) -> Callable:
-        @functools.wraps(view)
-        def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-            if not has_role(request, role):
-                raise PermissionDenied(f"this needs the {role} role")
-            return view(request, *args, **kwargs)
-
-        return login_required(wrapped)
-
-    return decorator
 
 
 def wants_json(request: HttpRequest) -> bool:
@@ -202,7 +185,6 @@ def _page_data(stack: Stack, machine, tasks: list[Task], history: Page) -> dict:
 
 def detail_context(request: HttpRequest, stack: Stack, **extra) -> dict:
     """Everything the stack page shows; `extra` carries a failed action's form and error."""
-    from machines_app.views import diagram_context  # here: machines_app.views imports role_required from us
 
     machine = stack.machine_version.spec
     tasks = list(stack.current_tasks())
