@@ -38,31 +38,11 @@ tasks:
 
 
 @pytest.fixture
-def make_user(db, django_user_model):
-    from django.contrib.auth.models import Group
+def make_user(db):
+    """Users in a role (or none); see tests.fixtures_roles for the named users of the role tables."""
+    from tests.fixtures_roles import make_user as create
 
-    def make(username: str, role: str | None) -> object:
-        user = django_user_model.objects.create_user(username=username, password="correct-horse-battery")
-        if role:
-            user.groups.add(Group.objects.get(name=role))
-        return user
-
-    return make
-
-
-@pytest.fixture
-def viewer(make_user):
-    return make_user("vera-viewer", "viewer")
-
-
-@pytest.fixture
-def operator(make_user):
-    return make_user("otto-operator", "operator")
-
-
-@pytest.fixture
-def admin_user(make_user):
-    return make_user("ada-admin", "admin")
+    return lambda username, role: create(username, role, staff=False)
 
 
 @pytest.fixture
