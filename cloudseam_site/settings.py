@@ -135,7 +135,9 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [REDIS_URL],
+            # redis-py 8 times out socket reads after 5 s by default, the same as channels_redis's
+            # blocking receive: idle WebSockets were dropped. Reads may block up to 5 s; allow 30.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}],
             # The default of 100 silently drops updates for a busy dashboard; see DESIGN §8.
             "capacity": 2000,
             "expiry": 60,

@@ -189,3 +189,21 @@ def test_it_sends_events_from_the_command_line(server):
     assert refused.returncode == 1 and "FREEZE is not accepted by stack cli-stack" in refused.stderr
     _, history = server.api("GET", "/api/stacks/cli-stack/history")
     assert {h["source"] for h in history["results"]} == {"cli"}
+
+
+def test_it_keeps_an_idle_websocket_connected_and_delivering(server):
+    """Live pages sit idle for minutes; the channel layer's blocking reads must not time out."""
+
+    async def idle_then_change() -> list[dict]:
+        headers = {"Authorization": f"Bearer {server.token('viewer')}"}
+        url = server.url.replace("http://", "ws://") + "/ws/stacks/"
+        async with websockets.connect(url, additional_headers=headers, origin=server.url) as ws:
+            first = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            await asyncio.sleep(12)  # longer than redis-py's default 5 s socket timeout, twice over
+            await asyncio.get_running_loop().run_in_executor(None, lambda: server.api(
+                "POST", "/api/events", {"stackId": "idle-watch", "event": "LAUNCH", "machine": "qa-env"}))
+            return [first, json.loads(await asyncio.wait_for(ws.recv(), 10))]
+
+    snapshot, update = asyncio.run(idle_then_change())
+    assert snapshot["type"] == "snapshot"
+    assert update["type"] == "stack.updated" and update["stack"]["id"] == "idle-watch"
