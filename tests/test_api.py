@@ -12,6 +12,8 @@ from stacks.models import Stack, StackEvent
 from stacks.tokens import create_token
 from tests.conftest import SIMPLE_MACHINE
 
+pytestmark = pytest.mark.postgres  # also run on PostgreSQL by `make test`
+
 
 @pytest.fixture
 def bearer(make_user):

@@ -13,6 +13,8 @@ from stacks.liveness import reap_lost_tasks, requeue_lost_jobs
 from stacks.models import Stack, StackEvent, Task
 from stacks.services import handle_event
 
+pytestmark = pytest.mark.postgres  # also run on PostgreSQL by `make test`
+
 MACHINE = """
 version: 1
 events: [LAUNCH]

@@ -125,7 +125,7 @@ class Command(BaseCommand):
 
 
 def _daphne_argv(host: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "--proxy-headers",
+    return [sys.executable, "-m", "daphne", "-v", "0", "-b", host, "-p", str(port), "--proxy-headers",
             "cloudseam_site.asgi:application"]
 
 
