@@ -293,3 +293,10 @@ def test_it_never_logs_a_new_token(client, otto, caplog):
         page = client.post("/tokens/new/", {"name": "ci", "role": "viewer", "expires": "7"}).content.decode()
     raw = page.split('id="raw-token">')[1].split("<")[0].strip()
     assert raw and raw not in caplog.text
+
+
+def test_it_sends_a_content_security_policy_on_pages(client, otto):
+    client.force_login(otto)
+    policy = client.get("/")["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "'unsafe-inline'" not in policy.split("script-src")[1].split(";")[0]
+    assert "frame-ancestors 'none'" in policy and "object-src 'none'" in policy
