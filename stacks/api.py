@@ -8,7 +8,7 @@ from django.http import HttpRequest, JsonResponse
 
 from cloudseam_site.api import ApiError, api_endpoint, read_body
 from stacks.auth import actor_name
-from stacks.models import ROLE_OPERATOR, ROLE_VIEWER, Stack, StackEvent, Task
+from stacks.models import ROLE_OPERATOR, ROLE_VIEWER, Stack, StackEvent, current_tasks_by_stack
 from stacks.services import handle_event
 from stacks.snapshots import event_json, stack_json
 
@@ -55,20 +55,13 @@ def list_stacks(request: HttpRequest) -> dict:
     except EmptyPage:
         raise ApiError(404, f"there is no page {request.GET.get('page')}; pages: {paginator.num_pages}") from None
     rows = list(page.object_list)
-    tasks = _current_tasks_by_stack(rows)
+    tasks = current_tasks_by_stack(rows)
     return {
         "count": paginator.count,
         "page": page.number,
         "pages": paginator.num_pages,
         "results": [stack_json(s, tasks.get(s.pk, [])) for s in rows],
     }
-
-
-def _current_tasks_by_stack(stacks: list[Stack]) -> dict[int, list[Task]]:
-    grouped: dict[int, list[Task]] = {}
-    for task in Task.objects.filter(stack__in=stacks, current=True).order_by("position"):
-        grouped.setdefault(task.stack_id, []).append(task)
-    return grouped
 
 
 def find_stack(stack_id: str) -> Stack:

@@ -99,6 +99,14 @@ class Task(models.Model):
         return None
 
 
+def current_tasks_by_stack(stacks: list[Stack]) -> dict[int, list[Task]]:
+    """One query for the current tasks of a page of stacks (never one query per row)."""
+    grouped: dict[int, list[Task]] = {}
+    for task in Task.objects.filter(stack__in=[s.pk for s in stacks], current=True).order_by("position"):
+        grouped.setdefault(task.stack_id, []).append(task)
+    return grouped
+
+
 OUTCOME_APPLIED, OUTCOME_REJECTED, OUTCOME_IGNORED = "applied", "rejected", "ignored"
 OUTCOMES = [(OUTCOME_APPLIED, "applied"), (OUTCOME_REJECTED, "rejected"), (OUTCOME_IGNORED, "ignored")]
 

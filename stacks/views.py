@@ -35,7 +35,7 @@ from stacks.forms import (
     display_value,
     value_type,
 )
-from stacks.models import ERROR, PENDING, ROLE_OPERATOR, SATISFIED, Stack, StackEvent, Task
+from stacks.models import ERROR, PENDING, ROLE_OPERATOR, SATISFIED, Stack, StackEvent, Task, current_tasks_by_stack
 from stacks.permissions import role_required
 from stacks.snapshots import event_json, stack_json
 
@@ -78,14 +78,6 @@ class Progress:
             total=len(tasks),
             failed=sum(t.status == ERROR for t in tasks),
         )
-
-
-def current_tasks_by_stack(stacks: list[Stack]) -> dict[int, list[Task]]:
-    """One query for the current tasks of a page of stacks (never one query per row)."""
-    grouped: dict[int, list[Task]] = {}
-    for task in Task.objects.filter(stack__in=[s.pk for s in stacks], current=True).order_by("position"):
-        grouped.setdefault(task.stack_id, []).append(task)
-    return grouped
 
 
 def _stack_page(request: HttpRequest, stacks, form: StackFilterForm) -> tuple[Page, list[dict]]:
