@@ -35,7 +35,8 @@ from stacks.admin_forms import (
     metadata_table_html,
 )
 from stacks.login_views import AdminLoginForm
-from stacks.models import ERROR, PENDING, ROLE_ADMIN, ROLE_OPERATOR, ApiToken, Stack, StackEvent, Task
+from stacks.models import ERROR, PENDING, ROLE_ADMIN, ROLE_OPERATOR, ApiToken, MachineAccess, Stack, StackEvent, Task
+from stacks.permissions import Actor, request_actor
 
 admin.site.site_header = "CloudSeam admin"
 admin.site.site_title = "CloudSeam admin"
@@ -47,8 +48,8 @@ if admin.site.is_registered(Dashboard):
     admin.site.unregister(Dashboard)
 
 
-def actor(request: HttpRequest) -> str:
-    return request.user.get_username()
+def actor(request: HttpRequest) -> Actor:
+    return request_actor(request)
 
 
 def report(modeladmin: admin.ModelAdmin, request: HttpRequest, outcomes: list[tuple[str, str | None]],
@@ -390,11 +391,16 @@ class ApiTokenAdmin(RoleAdminMixin, admin.ModelAdmin):
     list_select_related = ("user",)
     search_fields = ("name", "prefix", "user__username")
     actions = ["revoke"]
-    view_fields = ("name", "user", "role", "starts_with", "status", "created_at", "expires_at", "last_used_at",
-                   "revoked_at")
+    view_fields = ("name", "user", "role", "machine_list", "starts_with", "status", "created_at", "expires_at",
+                   "last_used_at", "revoked_at")
+    filter_horizontal = ("machines",)
 
     def get_fields(self, request, obj=None):
-        return ["user", "name", "role", "expires_at"] if obj is None else list(self.view_fields)
+        return ["user", "name", "role", "expires_at", "machines"] if obj is None else list(self.view_fields)
+
+    @admin.display(description="may change stacks of")
+    def machine_list(self, obj: ApiToken) -> str:
+        return ", ".join(m.name for m in obj.machines.all()) or "every machine its user may change"
 
     def get_readonly_fields(self, request, obj=None):
         return () if obj is None else self.view_fields
@@ -409,7 +415,8 @@ class ApiTokenAdmin(RoleAdminMixin, admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change) -> None:
         data = form.cleaned_data
-        token, raw = audit.issue_token(request.user, data["user"], data["name"], data["role"], data["expires_at"])
+        token, raw = audit.issue_token(request.user, data["user"], data["name"], data["role"], data["expires_at"],
+                                       machines=data.get("machines") or ())
         obj.pk, obj.key_hash, obj.prefix, obj.created_at = token.pk, token.key_hash, token.prefix, token.created_at
         obj._state.adding = False
         request.cloudseam_raw_token = raw
@@ -476,3 +483,19 @@ for _model, _model_admin in ((get_user_model(), RoleUserAdmin), (Group, RoleGrou
     if admin.site.is_registered(_model):
         admin.site.unregister(_model)
     admin.site.register(_model, _model_admin)
+
+
+@admin.register(MachineAccess)
+class MachineAccessAdmin(RoleAdminMixin, admin.ModelAdmin):
+    """Admins limit a user to changing stacks of some machines (e.g. operators of qa-env only)."""
+
+    view_role = add_role = change_role = delete_role = ROLE_ADMIN
+    operate_role = None
+    autocomplete_fields = ("user",)
+    filter_horizontal = ("machines",)
+    list_display = ("user", "machine_names")
+    search_fields = ("user__username",)
+
+    @admin.display(description="may change stacks of")
+    def machine_names(self, obj: MachineAccess) -> str:
+        return ", ".join(m.name for m in obj.machines.all()) or "no machine"

@@ -245,7 +245,7 @@ class ApiTokenAdminForm(forms.ModelForm):
 
     class Meta:
         model = ApiToken
-        fields = ["user", "name", "role", "expires_at"]
+        fields = ["user", "name", "role", "expires_at", "machines"]
 
     def clean(self) -> dict:
         cleaned = super().clean()

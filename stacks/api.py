@@ -7,8 +7,8 @@ from django.db.models import F, Q
 from django.http import HttpRequest, JsonResponse
 
 from cloudseam_site.api import ApiError, api_endpoint, read_body
-from stacks.auth import actor_name
 from stacks.models import ROLE_OPERATOR, ROLE_VIEWER, Stack, StackEvent, current_tasks_by_stack
+from stacks.permissions import request_actor
 from stacks.services import handle_event
 from stacks.snapshots import event_json, stack_json
 
@@ -18,7 +18,7 @@ MAX_PAGE_SIZE = 200
 @api_endpoint(methods=("POST",), role=ROLE_OPERATOR)
 def post_event(request: HttpRequest) -> JsonResponse:
     message = read_body(request)
-    result = handle_event(message, actor=actor_name(request), source="api")
+    result = handle_event(message, actor=request_actor(request), source="api")
     return JsonResponse(result.body, status=result.status)
 
 

@@ -42,10 +42,14 @@ def token_status(token: ApiToken, now: datetime | None = None) -> str:
 
 
 @transaction.atomic
-def issue_token(by, user, name: str, role: str, expires_at: datetime | None) -> tuple[ApiToken, str]:
+def issue_token(by, user, name: str, role: str, expires_at: datetime | None,
+                machines=()) -> tuple[ApiToken, str]:
     """Create a token for `user` on behalf of `by`; the raw token is returned once and never stored."""
     token, raw = create_token(user, name, role, expires_at)
+    token.machines.set(machines)
     expiry = f"expires {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else "never expires"
+    if machines:
+        expiry += f"; limited to machines {', '.join(m.name for m in machines)}"
     LogEntry.objects.log_actions(
         user_id=by.pk,
         queryset=[token],

@@ -161,6 +161,10 @@ class ApiToken(models.Model):
     name = models.CharField(max_length=100)
     role = models.CharField(max_length=10, choices=ROLES, default=ROLE_VIEWER)
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    machines = models.ManyToManyField(
+        Machine, blank=True, related_name="+",
+        help_text="Limit this token to changing stacks of these machines; empty: whatever its user may change.",
+    )
     prefix = models.CharField(max_length=12, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(null=True, blank=True)
@@ -188,3 +192,20 @@ class LoginFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username} from {self.ip or 'unknown address'}"
+
+
+class MachineAccess(models.Model):
+    """Limits the machines whose stacks a user may change (e.g. operators of qa-env only).
+
+    A user without one may change stacks of every machine their role allows; reading is never limited.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="machine_access")
+    machines = models.ManyToManyField(Machine, blank=True, related_name="+")
+
+    class Meta:
+        verbose_name = "machine access"
+        verbose_name_plural = "machine access"
+
+    def __str__(self) -> str:
+        return f"{self.user} may change: {', '.join(m.name for m in self.machines.all()) or 'no machine'}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -74,3 +75,43 @@ def role_required(role: str) -> Callable:
         return login_required(wrapped)
 
     return decorator
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who sends an event, and which machines' stacks they may change (None: any machine).
+
+    `stacks.services.handle_event` checks the machine scope itself, so no door can forget it.
+    """
+
+    name: str
+    machines: frozenset[str] | None = None
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def machine_scope(user, token=None) -> frozenset[str] | None:
+    """The machines a user (through a token, if any) may change; None when not limited."""
+    from stacks.models import MachineAccess
+
+    scope = None
+    access = MachineAccess.objects.filter(user=user).first() if user is not None and user.is_authenticated else None
+    if access is not None:
+        scope = frozenset(access.machines.values_list("name", flat=True))
+    if token is not None:
+        token_machines = frozenset(token.machines.values_list("name", flat=True))
+        if token_machines:
+            scope = token_machines if scope is None else scope & token_machines
+    return scope
+
+
+def request_actor(request: HttpRequest) -> Actor:
+    """The actor behind a request: its user (and token, named in the history) and machine scope."""
+    token = getattr(request, "api_token", None)
+    user = request.user
+    if token is not None:
+        name = f"{token.user.get_username()} (token {token.name})"
+    else:
+        name = user.get_username() if user.is_authenticated else "anonymous"
+    return Actor(name=name, machines=machine_scope(user, token))

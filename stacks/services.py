@@ -27,6 +27,7 @@ from stacks.models import (
     Task,
     new_task_id,
 )
+from stacks.permissions import Actor
 from stacks.snapshots import event_json, stack_json
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ STATUS_BY_CODE = {
     "nothing_to_retry": 409,
     "machine_mismatch": 409,
     "unknown_machine": 404,
+    "forbidden_machine": 403,
     "unknown_stack": 404,
     "no_version": 409,
 }
@@ -75,8 +77,11 @@ class EventResult:
         return self.status == 200
 
 
-def handle_event(message: Mapping | EventMessage, *, actor: str, source: str) -> EventResult:
-    """Apply one event message; never raises for bad input, answers with a status and a body."""
+def handle_event(message: Mapping | EventMessage, *, actor: str | Actor, source: str) -> EventResult:
+    """Apply one event message; never raises for bad input, answers with a status and a body.
+
+    `actor` is a name, or an Actor whose machine scope limits which stacks it may change.
+    """
     try:
         msg = message if isinstance(message, EventMessage) else parse_message(message)
     except BadMessage as exc:
@@ -89,7 +94,7 @@ def handle_event(message: Mapping | EventMessage, *, actor: str, source: str) ->
         try:
             return _apply(msg, actor=actor, source=source)
         except Rejected as exc:
-            return _record_rejection(msg, exc, actor=actor, source=source)
+            return _record_rejection(msg, exc, actor=str(actor), source=source)
         except IntegrityError:
             # Another process created the same stack (or used the same message id) first;
             # the next attempt finds its row and locks it.
@@ -108,7 +113,18 @@ def _earlier_answer(msg: EventMessage) -> EventResult | None:
     return EventResult(first.status_code, first.response, first.outcome, repeated=True)
 
 
-def _load_or_create(msg: EventMessage) -> tuple[Stack, bool]:
+def _check_scope(actor: str | Actor, machine_name: str, stack: Stack | None) -> None:
+    scope = getattr(actor, "machines", None)
+    if scope is not None and machine_name not in scope:
+        allowed = ", ".join(sorted(scope)) or "none"
+        raise Rejected(
+            "forbidden_machine",
+            f"{actor} may not change stacks of machine {machine_name}; machines allowed: {allowed}",
+            stack,
+        )
+
+
+def _load_or_create(msg: EventMessage, actor: str | Actor) -> tuple[Stack, bool]:
     stack = (
         Stack.objects.select_for_update()
         .select_related("machine", "machine_version")
@@ -123,6 +139,7 @@ def _load_or_create(msg: EventMessage) -> tuple[Stack, bool]:
                 "leave machine out or use the stack's own machine",
                 stack,
             )
+        _check_scope(actor, stack.machine.name, stack)
         return stack, False
     if not msg.machine:
         raise Rejected(
@@ -133,6 +150,7 @@ def _load_or_create(msg: EventMessage) -> tuple[Stack, bool]:
     if machine is None:
         known = ", ".join(Machine.objects.values_list("name", flat=True)[:20]) or "none"
         raise Rejected("unknown_machine", f"machine {msg.machine} does not exist; known machines: {known}")
+    _check_scope(actor, machine.name, None)
     if machine.current_version is None:
         raise Rejected("no_version", f"machine {machine.name} has no valid version yet")
     stack = Stack.objects.create(
@@ -193,8 +211,8 @@ def _upgrade_machine(stack: Stack, before: engine.StackSnapshot) -> engine.Outco
 
 
 @transaction.atomic
-def _apply(msg: EventMessage, *, actor: str, source: str) -> EventResult:
-    stack, _created = _load_or_create(msg)
+def _apply(msg: EventMessage, *, actor: str | Actor, source: str) -> EventResult:
+    stack, _created = _load_or_create(msg, actor)
     tasks = list(stack.tasks.filter(current=True).order_by("position"))
     before = _snapshot(stack, tasks, engine.merge_metadata(stack.metadata, msg.metadata))
     machine = stack.machine_version.spec
@@ -212,7 +230,7 @@ def _apply(msg: EventMessage, *, actor: str, source: str) -> EventResult:
         stack_key=stack.key,
         event=msg.event,
         source=source,
-        actor=actor,
+        actor=str(actor),
         outcome=outcome_name,
         from_state=before.state if not _created else None,
         to_state=stack.state,
@@ -308,18 +326,18 @@ def _record_rejection(msg: EventMessage, exc: Rejected, *, actor: str, source: s
     return EventResult(status, body, OUTCOME_REJECTED, stack=stack)
 
 
-def update_metadata(stack_id: str, changes: Mapping, *, actor: str, source: str) -> EventResult:
+def update_metadata(stack_id: str, changes: Mapping, *, actor: str | Actor, source: str) -> EventResult:
     """Merge `changes` into a stack's metadata (a None value removes the key); recorded in history."""
     return handle_event({"stackId": stack_id, "event": UPDATE_METADATA, "metadata": dict(changes)},
                         actor=actor, source=source)
 
 
-def upgrade_machine(stack_id: str, *, actor: str, source: str) -> EventResult:
+def upgrade_machine(stack_id: str, *, actor: str | Actor, source: str) -> EventResult:
     """Move a stack to its machine's newest version; refused when its state or tasks do not fit."""
     return handle_event({"stackId": stack_id, "event": UPGRADE_MACHINE}, actor=actor, source=source)
 
 
-def send(stack_id: str, event: str, *, actor: str, source: str, **fields) -> EventResult:
+def send(stack_id: str, event: str, *, actor: str | Actor, source: str, **fields) -> EventResult:
     """Convenience for pages, admin actions and jobs: build the message from keyword fields."""
     message = {"stackId": stack_id, "event": event}
     message.update({k: v for k, v in fields.items() if v is not None})

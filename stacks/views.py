@@ -36,7 +36,7 @@ from stacks.forms import (
     value_type,
 )
 from stacks.models import ERROR, PENDING, ROLE_OPERATOR, SATISFIED, Stack, StackEvent, Task, current_tasks_by_stack
-from stacks.permissions import role_required
+from stacks.permissions import Actor, request_actor, role_required
 from stacks.snapshots import event_json, stack_json
 
 PAGE_SIZE = 50
@@ -49,8 +49,8 @@ def wants_json(request: HttpRequest) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
 
-def actor(request: HttpRequest) -> str:
-    return request.user.get_username()
+def actor(request: HttpRequest) -> Actor:
+    return request_actor(request)
 
 
 # --- the dashboard -----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from machines_app.models import Machine
 from stacks.models import ROLES
 from stacks.tokens import create_token, ensure_user_with_role
 
@@ -17,13 +18,21 @@ class Command(BaseCommand):
         parser.add_argument("--role", default="viewer", choices=[r for r, _ in ROLES])
         parser.add_argument("--name", default="cli")
         parser.add_argument("--days", type=int, default=None, help="expire after this many days")
+        parser.add_argument("--machine", action="append", default=[], dest="machines", metavar="NAME",
+                            help="only change stacks of this machine (repeat for several)")
 
-    def handle(self, *args, user, role, name, days, **options):
+    def handle(self, *args, user, role, name, days, machines, **options):
         if days is not None and days < 1:
             raise CommandError("--days must be 1 or more")
+        found = list(Machine.objects.filter(name__in=machines))
+        missing = sorted(set(machines) - {m.name for m in found})
+        if missing:
+            raise CommandError(f"no machine named {', '.join(missing)}")
         account = ensure_user_with_role(user, role)
         expires = timezone.now() + timedelta(days=days) if days else None
         token, raw = create_token(account, name=name, role=role, expires_at=expires)
+        token.machines.set(found)
         self.stdout.write(f"token {token.name!r} for {account.get_username()} with role {role}"
-                          + (f", expires {expires:%Y-%m-%d}" if expires else ""))
+                          + (f", expires {expires:%Y-%m-%d}" if expires else "")
+                          + (f", limited to {', '.join(sorted(machines))}" if machines else ""))
         self.stdout.write(raw)
