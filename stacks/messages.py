@@ -15,6 +15,7 @@ EVENT_RE = re.compile(r"^[A-Z0-9_-]{1,63}$")
 MACHINE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 TASK_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 TASK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+RESERVED_STACK_IDS = ("new", "removed")  # /stacks/new/ and /stacks/removed/ are pages, not stacks
 FIELDS = ("stackId", "event", "action", "machine", "metadata", "task", "description", "id")
 MAX_METADATA_KEYS = 200
 MAX_METADATA_KEY = 100
@@ -67,6 +68,8 @@ def _stack_id(raw: object) -> str:
             f"stackId must be 1 to 63 characters of letters, digits, '.', '_' or '-', starting with a "
             f"letter or digit; got {_describe(raw)}"
         )
+    if raw in RESERVED_STACK_IDS:
+        raise BadMessage(f"stackId {raw!r} is reserved: /stacks/{raw}/ is a page of its own; choose another id")
     return raw
 
 

@@ -52,6 +52,7 @@ def test_it_launches_a_stack_and_answers_with_its_snapshot(client, op, simple_ma
     [
         ({"stackId": "a" * 10_000, "event": "LAUNCH", "machine": "simple"}, "a string of 10000 characters"),
         ({"stackId": "a/b", "event": "LAUNCH", "machine": "simple"}, "stackId must be 1 to 63"),
+        ({"stackId": "removed", "event": "LAUNCH", "machine": "simple"}, "'removed' is reserved"),
         ({"stackId": 42, "event": "LAUNCH", "machine": "simple"}, "got a number"),
         ({"stackId": "a", "event": 7, "machine": "simple"}, "event must be"),
         ({"stackId": "a", "machine": "simple"}, "event is required"),
