@@ -183,6 +183,9 @@ SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 SECURE_SSL_REDIRECT = False
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+# Only behind a reverse proxy that overwrites X-Forwarded-For may `serve` take the client address
+# from it; otherwise any client could pick its own address and escape the login throttle.
+TRUST_PROXY = env_bool("CLOUDSEAM_TRUST_PROXY", False)
 SECURE_HSTS_SECONDS = 31536000 if HTTPS else 0
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

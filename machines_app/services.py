@@ -28,13 +28,19 @@ class InvalidMachine(Exception):
 
 @dataclass
 class SaveResult:
-    version: MachineVersion
+    version: MachineVersion  # the machine's current version after the save
     created: bool
     warnings: tuple[spec.Problem, ...] = ()
+    superseded: MachineVersion | None = None  # the older version the text matched, kept out of use
 
 
-def save_machine(name: str, yaml_text: str, *, actor: str = "", source: str = "") -> SaveResult:
-    """Validate and store `yaml_text` as the newest version of machine `name`."""
+def save_machine(name: str, yaml_text: str, *, actor: str = "", source: str = "", revert: bool = True) -> SaveResult:
+    """Validate and store `yaml_text` as the newest version of machine `name`.
+
+    Content equal to an older version makes that version current again (an explicit revert) —
+    unless `revert` is False, as for folder syncs: a restart must not undo an edit made since.
+    """
+    yaml_text = yaml_text.replace("\r\n", "\n")  # a browser's line endings must not make a new version
     name_error = spec.check_machine_name(name)
     if name_error:
         raise InvalidMachine([spec.Problem("name", None, name_error)])
@@ -44,18 +50,20 @@ def save_machine(name: str, yaml_text: str, *, actor: str = "", source: str = ""
     digest = content_hash(yaml_text)
     for _attempt in range(3):
         try:
-            return _store(name, yaml_text, digest, actor, source, result.warnings)
+            return _store(name, yaml_text, digest, actor, source, result.warnings, revert)
         except IntegrityError:
             continue  # a concurrent save took the number; read again
     raise InvalidMachine([spec.Problem("", None, "the machine was being saved by someone else; try again")])
 
 
 @transaction.atomic
-def _store(name, yaml_text, digest, actor, source, warnings) -> SaveResult:
+def _store(name, yaml_text, digest, actor, source, warnings, revert) -> SaveResult:
     machine, _ = Machine.objects.select_for_update().get_or_create(name=name)
     existing = machine.versions.filter(content_hash=digest).first()
     if existing is not None:
         if machine.current_version_id != existing.pk:
+            if not revert:
+                return SaveResult(machine.current_version, False, warnings, superseded=existing)
             machine.current_version = existing
             machine.save(update_fields=["current_version", "updated_at"])
         return SaveResult(existing, False, warnings)
@@ -73,6 +81,7 @@ class FolderReport:
     created: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     invalid: dict[str, list[spec.Problem]] = field(default_factory=dict)
+    outdated: dict[str, str] = field(default_factory=dict)  # file matches an older version: why it was kept
 
 
 def machine_files(folder: Path) -> list[Path]:
@@ -90,9 +99,15 @@ def load_folder(folder: Path, *, actor: str = "folder") -> FolderReport:
             report.invalid[path.name] = [spec.Problem("", None, f"cannot read the file: {exc}")]
             continue
         try:
-            saved = save_machine(name, text, actor=actor, source="folder")
+            saved = save_machine(name, text, actor=actor, source="folder", revert=False)
         except InvalidMachine as exc:
             report.invalid[path.name] = exc.problems
             continue
+        if saved.superseded is not None:
+            report.outdated[name] = (
+                f"{path.name} matches version {saved.superseded.number}, but version {saved.version.number} "
+                f"(saved by {saved.version.created_by or 'someone'} via {saved.version.source or 'unknown'}) is "
+                "newer; kept it. Update the file to make the folder the source again."
+            )
         (report.created if saved.created else report.unchanged).append(name)
     return report

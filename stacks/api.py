@@ -26,7 +26,7 @@ def _int_param(request: HttpRequest, name: str, default: int, limit: int | None 
     raw = request.GET.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
         raise ApiError(400, f"{name} must be a whole number of 1 or more; got {raw[:20]!r}")
     return min(int(raw), limit) if limit else int(raw)
 

@@ -65,6 +65,7 @@ class _Output:
     def add(self, lines: list[str]) -> None:
         if not lines:
             return
+        lines = [line.replace("\x00", "\ufffd") for line in lines]  # PostgreSQL text cannot hold NUL
         with self.lock:
             self.lines = (self.lines + list(lines))[-OUTPUT_TAIL_LINES:]
         live.publish_output(self.task.stack.key, self.task.id, list(lines))
@@ -136,7 +137,7 @@ def _report(task: Task, result: TaskResult) -> str:
     if result.ok:
         answer = send(task.stack.key, "TASK_COMPLETED", task={"id": task.id}, actor="worker", source="worker")
     else:
-        description = (result.error or "the task failed")[:10_000]
+        description = (result.error or "the task failed")[:10_000].replace("\x00", "\ufffd")
         answer = send(
             task.stack.key, "TASK_ERROR", task={"id": task.id}, description=description,
             actor="worker", source="worker",

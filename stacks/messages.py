@@ -6,6 +6,7 @@ never echoed back whole.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -104,23 +105,32 @@ def check_metadata(raw: object) -> dict:
         raise BadMessage(f"metadata must be a flat object of names to values; got {_describe(raw)}")
     if len(raw) > MAX_METADATA_KEYS:
         raise BadMessage(f"metadata may have at most {MAX_METADATA_KEYS} keys; got {len(raw)}")
-    clean = {}
     for key, value in raw.items():
-        if not isinstance(key, str) or not key or len(key) > MAX_METADATA_KEY:
-            raise BadMessage(
-                f"metadata keys must be 1 to {MAX_METADATA_KEY} characters; got {_describe(key)}"
-            )
-        if isinstance(value, Mapping | list | tuple):
-            raise BadMessage(
-                f"metadata must be flat: {key!r} is {_describe(value)}; values may be strings, numbers, "
-                "booleans or null"
-            )
-        if not isinstance(value, str | int | float | bool) and value is not None:
-            raise BadMessage(f"metadata value for {key!r} must be a string, number, boolean or null")
-        if isinstance(value, str) and len(value) > MAX_METADATA_VALUE:
-            raise BadMessage(f"metadata value for {key!r} is longer than {MAX_METADATA_VALUE} characters")
-        clean[key] = value
-    return clean
+        _check_metadata_key(key)
+        _check_metadata_value(key, value)
+    return dict(raw)
+
+
+def _check_metadata_key(key: object) -> None:
+    if not isinstance(key, str) or not key or len(key) > MAX_METADATA_KEY:
+        raise BadMessage(f"metadata keys must be 1 to {MAX_METADATA_KEY} characters; got {_describe(key)}")
+    if "\x00" in key:
+        raise BadMessage(f"metadata key {key!r} contains a NUL character, which CloudSeam cannot store")
+
+
+def _check_metadata_value(key: str, value: object) -> None:
+    if isinstance(value, Mapping | list | tuple):
+        raise BadMessage(
+            f"metadata must be flat: {key!r} is {_describe(value)}; values may be strings, numbers, booleans or null"
+        )
+    if not isinstance(value, str | int | float | bool) and value is not None:
+        raise BadMessage(f"metadata value for {key!r} must be a string, number, boolean or null")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BadMessage(f"metadata value for {key!r} is not a finite number; JSON has no infinity or NaN")
+    if isinstance(value, str) and len(value) > MAX_METADATA_VALUE:
+        raise BadMessage(f"metadata value for {key!r} is longer than {MAX_METADATA_VALUE} characters")
+    if isinstance(value, str) and "\x00" in value:
+        raise BadMessage(f"metadata {key!r} contains a NUL character, which CloudSeam cannot store")
 
 
 def _task(raw: object) -> Mapping | None:
@@ -139,6 +149,8 @@ def _short_text(raw: object, name: str, limit: int) -> str | None:
         return None
     if not isinstance(raw, str) or len(raw) > limit:
         raise BadMessage(f"{name} must be a string of at most {limit} characters; got {_describe(raw)}")
+    if "\x00" in raw:
+        raise BadMessage(f"{name} contains a NUL character, which CloudSeam cannot store")
     return raw
 
 

@@ -60,6 +60,8 @@ def test_it_launches_a_stack_and_answers_with_its_snapshot(client, op, simple_ma
         ({"stackId": "a", "event": "LAUNCH", "machine": "simple", "metadata": {"x": {"y": 1}}}, "must be flat"),
         ({"stackId": "a", "event": "LAUNCH", "machine": "simple", "metadata": {"x": [1]}}, "must be flat"),
         ({"stackId": "a", "event": "LAUNCH", "machine": "simple", "metadata": ["x"]}, "flat object"),
+        ({"stackId": "a", "event": "LAUNCH", "machine": "simple", "metadata": {"x": "a\x00b"}}, "NUL character"),
+        ({"stackId": "a", "event": "LAUNCH", "machine": "simple", "description": "\x00"}, "NUL character"),
         ({"stackId": "a", "event": "LAUNCH", "machine": ["simple"]}, "machine must be"),
         ({"stackId": "a", "event": "LAUNCH", "action": "DESTROY"}, "not both"),
         ({"stackId": "a", "event": "LAUNCH", "colour": "red"}, "unknown field 'colour'"),
@@ -80,6 +82,13 @@ def test_it_refuses_malformed_messages_with_a_sentence(client, op, simple_machin
 def test_it_refuses_malformed_json(client, op, body):
     response = post_event(client, op, body.encode("latin-1"))
     assert response.status_code == 400 and "error" in response.json()
+
+
+def test_it_refuses_numbers_json_turns_into_infinity(client, op, simple_machine):
+    body = '{"stackId": "a", "event": "LAUNCH", "machine": "simple", "metadata": {"x": 1e400}}'
+    response = post_event(client, op, body)
+    assert response.status_code == 400 and "not a finite number" in response.json()["error"]
+    assert not Stack.objects.exists()
 
 
 def test_it_requires_json_content_type(client, op, simple_machine):
@@ -130,6 +139,8 @@ def test_it_lists_filters_and_paginates_stacks(client, op, simple_machine):
     assert client.get("/api/stacks?removed=true", **op).json()["results"][0]["id"] == "feature-0"
     assert client.get("/api/stacks?page=9", **op).status_code == 404
     assert client.get("/api/stacks?page=-1", **op).status_code == 400
+    assert client.get("/api/stacks?pageSize=%C2%B2", **op).status_code == 400  # "²" is a digit, not a number
+    assert client.get("/api/stacks/feature-1/history?page=%C2%B2", **op).status_code == 400
 
 
 def test_it_keeps_a_removed_stack_and_its_history_readable(client, op, simple_machine):

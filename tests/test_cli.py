@@ -106,3 +106,22 @@ def test_it_runs_as_the_cloudseam_console_script():
                           timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert "2 valid, 0 invalid" in done.stdout
+
+
+def test_it_does_not_undo_an_edit_made_since_the_folder_was_loaded(db, folder):
+    from machines_app.services import save_machine
+
+    (folder / "broken.yaml").unlink()
+    run("load_machines", str(folder))
+    save_machine("simple", SIMPLE_MACHINE + "\n# edited in the browser\n", actor="ada", source="editor")
+    out, _ = run("load_machines", str(folder))  # as every `serve` start does
+    assert Machine.objects.get().current_version.number == 2
+    assert "matches version 1, but version 2 (saved by ada via editor) is newer; kept it" in out
+
+
+def test_it_stores_browser_line_endings_as_the_same_version(db):
+    from machines_app.services import save_machine
+
+    first = save_machine("simple", SIMPLE_MACHINE, actor="t")
+    again = save_machine("simple", SIMPLE_MACHINE.replace("\n", "\r\n"), actor="t", source="editor")
+    assert not again.created and again.version == first.version

@@ -216,3 +216,32 @@ def test_it_keeps_an_idle_websocket_connected_and_delivering():
         quiet.cleanup()
     assert snapshot["type"] == "snapshot"
     assert update["type"] == "stack.updated" and update["stack"]["id"] == "idle-watch"
+
+
+def _login(server, username: str, password: str, forwarded_for: str) -> str:
+    """Post the login form like a browser would, from a claimed address; returns the page shown."""
+    import http.cookiejar
+    import re
+    import urllib.parse
+    import urllib.request
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    form = opener.open(server.url + "/accounts/login/", timeout=10).read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
+    data = urllib.parse.urlencode({"username": username, "password": password, "csrfmiddlewaretoken": token})
+    request = urllib.request.Request(server.url + "/accounts/login/", data=data.encode(), method="POST",
+                                     headers={"X-Forwarded-For": forwarded_for, "Referer": server.url + "/"})
+    with opener.open(request, timeout=10) as response:
+        return response.geturl() + "\n" + response.read().decode()
+
+
+def test_it_cannot_be_talked_out_of_a_login_lockout_with_forwarded_for(server):
+    password = "a-long-password-for-lockout-tests"
+    done = server.manage("shell", "-c", "from django.contrib.auth.models import User; "
+                         f"User.objects.create_user('lockme', password='{password}')")
+    assert done.returncode == 0, done.stderr
+    for i in range(5):
+        _login(server, "lockme", "wrong", forwarded_for=f"203.0.113.{i}")
+    page = _login(server, "lockme", password, forwarded_for="198.51.100.77")
+    assert "Too many failed logins" in page

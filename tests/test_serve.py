@@ -90,3 +90,12 @@ def test_it_refuses_a_port_in_use_with_a_clear_message():
         second.cleanup()
     finally:
         first.cleanup()
+
+
+def test_it_trusts_forwarded_addresses_only_when_told(settings):
+    from stacks.management.commands.serve import _daphne_argv
+
+    settings.TRUST_PROXY = False
+    assert "--proxy-headers" not in _daphne_argv("127.0.0.1", 8000)
+    settings.TRUST_PROXY = True
+    assert "--proxy-headers" in _daphne_argv("127.0.0.1", 8000)

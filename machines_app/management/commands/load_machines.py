@@ -23,6 +23,8 @@ class Command(BaseCommand):
             self.stdout.write(f"loaded {name}: new version")
         for name in report.unchanged:
             self.stdout.write(f"loaded {name}: unchanged")
+        for reason in report.outdated.values():
+            self.stdout.write(f"note: {reason}")
         for file_name, problems in report.invalid.items():
             for problem in problems:
                 self.stderr.write(f"{path / file_name}:{problem.line or 0}: {problem.path or '(document)'}: "

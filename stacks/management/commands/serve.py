@@ -84,6 +84,8 @@ class Command(BaseCommand):
             report = load_folder(folder)
             loaded = len(report.created) + len(report.unchanged)
             self.stdout.write(f"machines from {folder}: {loaded} loaded ({len(report.created)} new versions)")
+            for reason in report.outdated.values():
+                self.stdout.write(f"note: {reason}")
             for name, problems in report.invalid.items():
                 first = problems[0]
                 self.stderr.write(f"skipped {name}: line {first.line or '?'}: {first.path}: {first.message}")
@@ -125,7 +127,8 @@ class Command(BaseCommand):
 
 
 def _daphne_argv(host: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "daphne", "-v", "0", "-b", host, "-p", str(port), "--proxy-headers",
+    proxy = ["--proxy-headers"] if settings.TRUST_PROXY else []
+    return [sys.executable, "-m", "daphne", "-v", "0", "-b", host, "-p", str(port), *proxy,
             "cloudseam_site.asgi:application"]
 
 
