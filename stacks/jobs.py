@@ -8,6 +8,7 @@ import logging
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -27,22 +28,26 @@ OUTPUT_TAIL_LINES = 200
 OUTPUT_FLUSH_SECONDS = 1.0
 
 
+def _touch(task_id: str) -> None:
+    Task.objects.filter(pk=task_id, status=PENDING).update(heartbeat_at=timezone.now())
+
+
 class _Heartbeat:
-    """Writes heartbeat_at every few seconds while the task runs, in its own thread."""
+    """Calls `beat` (by default: write heartbeat_at) every few seconds while the task runs, in its own thread."""
 
-    def __init__(self, task_id: str, interval: float):
-        self.task_id, self.interval = task_id, interval
+    def __init__(self, task_id: str, interval: float, beat: Callable[[str], None] = _touch):
+        self.task_id, self.interval, self.beat = task_id, interval, beat
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{task_id}", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=f"heartbeat-{task_id}", daemon=True)
 
-    def _beat(self) -> None:
-        try:
-            while not self.stop.wait(self.interval):
-                Task.objects.filter(pk=self.task_id, status=PENDING).update(heartbeat_at=timezone.now())
-        except Exception:  # noqa: BLE001 - a missed beat is tolerated; many missed ones fail the task
-            log.warning("heartbeat for task %s failed", self.task_id, exc_info=True)
-        finally:
-            close_old_connections()
+    def _run(self) -> None:
+        while not self.stop.wait(self.interval):
+            try:
+                self.beat(self.task_id)
+            except Exception:  # noqa: BLE001 - one missed beat is tolerated; keep beating
+                log.warning("heartbeat for task %s failed", self.task_id, exc_info=True)
+                close_old_connections()
+        close_old_connections()
 
     def __enter__(self) -> _Heartbeat:
         self.thread.start()
@@ -82,7 +87,9 @@ class _Output:
 def _claim(task_id: str) -> Task | None:
     """Mark the task started, unless it is no longer current and pending (a stale job)."""
     now = timezone.now()
-    claimable = Task.objects.filter(pk=task_id, current=True, status=PENDING, stack__removed_at__isnull=True)
+    # started_at IS NULL makes the claim exclusive: a job delivered twice runs its task once.
+    claimable = Task.objects.filter(pk=task_id, current=True, status=PENDING, started_at__isnull=True,
+                                    stack__removed_at__isnull=True)
     claimed = claimable.update(started_at=now, heartbeat_at=now, finished_at=None, attempts=F("attempts") + 1)
     if not claimed:
         return None

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 from rq.exceptions import NoSuchJobError
-from rq.job import Job
+from rq.job import Job, JobStatus
 
 from stacks import dispatch
 from stacks.models import PENDING, Task
@@ -59,10 +59,12 @@ QUEUED_GRACE = 60  # seconds a dispatched task may wait before we check that its
 
 
 def requeue_lost_jobs(now: datetime | None = None) -> int:
-    """Enqueue again the jobs of tasks that never started and whose job Redis no longer has.
+    """Deal with tasks that never started although their job should have run by now.
 
-    That happens when Redis lost data (a restart without persistence, an eviction). The task keeps
-    its instance id: nothing about the stack changes, it only gets the job it should have had.
+    Their job is gone (Redis lost data: a restart without persistence, an eviction) — it is enqueued
+    again under the same task-instance id, nothing about the stack changes — or it failed before it
+    could start the task (a database outage in the worker, say) — the task is failed with the job's
+    own error, so nobody waits on it forever and it can be retried.
     """
     cutoff = (now or timezone.now()) - timedelta(seconds=QUEUED_GRACE)
     waiting = (
@@ -75,10 +77,20 @@ def requeue_lost_jobs(now: datetime | None = None) -> int:
     missing = []
     for task in waiting:
         try:
-            Job.fetch(dispatch.job_id(task.id), connection=queue.connection)
+            job = Job.fetch(dispatch.job_id(task.id), connection=queue.connection)
         except NoSuchJobError:
             missing.append(dispatch.job_for(task, task.stack.machine_version.spec.tasks[task.name]))
+            continue
+        if job.get_status(refresh=False) in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
+            _fail_unstarted(task, job)
     if missing:
         log.warning("re-enqueueing %d task(s) whose jobs were lost", len(missing))
         dispatch.enqueue(missing)
     return len(missing)
+
+
+def _fail_unstarted(task: Task, job: Job) -> None:
+    reason = (job.latest_result().exc_string if job.latest_result() else "") or ""
+    last_line = reason.strip().splitlines()[-1] if reason.strip() else f"the job was {job.get_status(refresh=False)}"
+    send(task.stack.key, "TASK_ERROR", task={"id": task.id}, actor="liveness-check", source="system",
+         description=f"the job for this task ended before the task started: {last_line[:500]}. Retry the task.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -115,3 +116,46 @@ def test_it_enqueues_again_a_task_whose_job_redis_lost():
     assert queue.job_ids == [f"task-{task.id}"]
     assert requeue_lost_jobs() == 0  # the job exists now
     assert Task.objects.get(pk=task.pk).status == "PENDING"
+
+
+@pytest.mark.django_db
+def test_it_runs_a_task_once_when_its_job_is_delivered_twice():
+    task = launch("{executor: external}")
+    assert run_task(task.id) == "waiting"
+    assert run_task(task.id) == "stale"
+    assert Task.objects.get(pk=task.id).attempts == 1
+
+
+def test_it_keeps_beating_after_a_database_error():
+    from stacks.jobs import _Heartbeat
+
+    beats = []
+
+    def flaky_beat(task_id: str) -> None:
+        beats.append(task_id)
+        if len(beats) == 1:
+            raise RuntimeError("database went away for a moment")
+
+    with _Heartbeat("t1", interval=0.01, beat=flaky_beat):
+        deadline = time.monotonic() + 5
+        while len(beats) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert len(beats) >= 3
+
+
+@pytest.mark.django_db
+def test_it_fails_a_task_whose_job_failed_before_starting_it():
+    import django_rq
+    from rq import SimpleWorker
+
+    queue = django_rq.get_queue("default")
+    queue.empty()
+    task = launch("{executor: sleep}", "doomed-job")
+    # A real job with the task's id that fails in a real worker before it can claim the task.
+    queue.enqueue("tests.executor_targets.no_such_function", job_id=f"task-{task.id}")
+    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    Task.objects.filter(pk=task.pk).update(created_at=timezone.now() - timedelta(seconds=120))
+    assert requeue_lost_jobs() == 0
+    task.refresh_from_db()
+    assert task.status == "ERROR"
+    assert "ended before the task started" in task.error_message and "no_such_function" in task.error_message
