@@ -222,29 +222,46 @@ def _apply(msg: EventMessage, *, actor: str | Actor, source: str) -> EventResult
         outcome = _run_engine(stack, machine, before, msg)
     except engine.EventRejected as exc:
         raise Rejected(exc.code, exc.message, None if _created else stack) from None
+    if outcome.ignored:  # a stale report: recorded, but the stack (metadata included) stays as it was
+        snapshot = stack_json(stack, tasks)
+        record = _record(msg, stack, actor, source, OUTCOME_IGNORED, stack.state, stack.state,
+                         outcome.ignored_reason or "", 200, snapshot)
+        _after_commit_history(stack.key, record)
+        return EventResult(200, snapshot, OUTCOME_IGNORED, stack=stack)
     current = _persist(stack, tasks, before, outcome, machine)
     snapshot = stack_json(stack, current)
-    outcome_name = OUTCOME_IGNORED if outcome.ignored else OUTCOME_APPLIED
-    record = StackEvent.objects.create(
-        stack=stack,
-        stack_key=stack.key,
-        event=msg.event,
-        source=source,
-        actor=str(actor),
-        outcome=outcome_name,
-        from_state=before.state if not _created else None,
-        to_state=stack.state,
-        error=outcome.ignored_reason or "",
-        metadata=dict(msg.metadata),
-        task_ref=_task_ref_text(msg.task),
-        message_id=msg.message_id,
-        status_code=200,
-        response=snapshot,
-    )
+    record = _record(msg, stack, actor, source, OUTCOME_APPLIED, None if _created else before.state, stack.state,
+                     "", 200, snapshot)
     by_id = {t.id: t for t in current}
     jobs = [job_for(by_id[t_id], machine.tasks[by_id[t_id].name]) for t_id in outcome.dispatch]
     after_commit_effects(snapshot, event=event_json(record), jobs=jobs, cancelled=outcome.cancelled)
-    return EventResult(200, snapshot, outcome_name, stack=stack)
+    return EventResult(200, snapshot, OUTCOME_APPLIED, stack=stack)
+
+
+def _record(msg: EventMessage, stack: Stack | None, actor, source: str, outcome: str, from_state: str | None,
+            to_state: str | None, error: str, status: int, response: dict, *, keep_id: bool = True) -> StackEvent:
+    """One history entry; with its message id (unless told not to), so a repeat gets this answer."""
+    return StackEvent.objects.create(
+        stack=stack,
+        stack_key=msg.stack_id,
+        event=msg.event,
+        source=source,
+        actor=str(actor),
+        outcome=outcome,
+        from_state=from_state,
+        to_state=to_state,
+        error=error,
+        metadata=dict(msg.metadata),
+        task_ref=_task_ref_text(msg.task),
+        message_id=msg.message_id if keep_id else None,
+        status_code=status,
+        response=response,
+    )
+
+
+def _after_commit_history(stack_key: str, record: StackEvent) -> None:
+    entry = event_json(record)
+    transaction.on_commit(lambda: live.publish_history(stack_key, entry))
 
 
 def _task_ref_text(ref: Mapping | None) -> str:
@@ -298,31 +315,21 @@ def _record_rejection(msg: EventMessage, exc: Rejected, *, actor: str, source: s
     stack = exc.stack
     if stack is not None:
         stack = Stack.objects.filter(pk=stack.pk).first()
+    # A refusal for who is asking says nothing about the message: the rightful sender of the same id
+    # must not be answered with someone else's 403.
+    keep_id = status != 403
+    state = stack.state if stack else None
     try:
         with transaction.atomic():
-            record = StackEvent.objects.create(
-                stack=stack,
-                stack_key=msg.stack_id,
-                event=msg.event,
-                source=source,
-                actor=actor,
-                outcome=OUTCOME_REJECTED,
-                from_state=stack.state if stack else None,
-                to_state=stack.state if stack else None,
-                error=exc.message,
-                metadata=dict(msg.metadata),
-                task_ref=_task_ref_text(msg.task),
-                message_id=msg.message_id,
-                status_code=status,
-                response=body,
-            )
+            record = _record(msg, stack, actor, source, OUTCOME_REJECTED, state, state, exc.message, status, body,
+                             keep_id=keep_id)
     except IntegrityError:
         earlier = _earlier_answer(msg)
         if earlier is not None:
             return earlier
         raise
     if stack is not None:
-        live.publish_history(stack.key, event_json(record))
+        _after_commit_history(stack.key, record)
     return EventResult(status, body, OUTCOME_REJECTED, stack=stack)
 
 

@@ -217,3 +217,28 @@ def test_it_creates_one_stack_from_concurrent_launches(simple_machine):
     _threads(6, lambda i: statuses.append(launch("race").status))
     assert Stack.objects.filter(key="race").count() == 1
     assert statuses.count(200) == 1 and statuses.count(409) == 5  # LAUNCH is not accepted in PROVISION
+
+
+def test_it_changes_nothing_for_a_stale_completion_not_even_metadata(simple_machine):
+    first = launch(metadata={"keep": 1}).body["tasks"][0]["id"]
+    handle_event({"stackId": "feature-1", "event": "TASK_ERROR", "task": {"id": first}}, actor="w", source="worker")
+    handle_event({"stackId": "feature-1", "event": "RETRY_FAILED_TASKS"}, actor="t", source="api")
+    before = Stack.objects.get(key="feature-1")
+    late = handle_event({"stackId": "feature-1", "event": "TASK_COMPLETED", "task": {"id": first},
+                         "metadata": {"late": "x"}}, actor="worker", source="worker")
+    after = Stack.objects.get(key="feature-1")
+    assert late.outcome == "ignored" and late.body["metadata"] == {"keep": 1}
+    assert after.metadata == {"keep": 1} and after.updated_at == before.updated_at
+    assert StackEvent.objects.get(outcome="ignored").metadata == {"late": "x"}  # recorded as sent
+
+
+def test_it_does_not_let_a_refused_sender_block_a_message_id(simple_machine):
+    from stacks.permissions import Actor
+
+    launch()
+    outsider = Actor("mallory", frozenset({"other"}))
+    refused = handle_event({"stackId": "feature-1", "event": "NOTE", "id": "build-42"}, actor=outsider,
+                           source="api")
+    assert refused.status == 403
+    rightful = handle_event({"stackId": "feature-1", "event": "DESTROY", "id": "build-42"}, actor="ci", source="api")
+    assert rightful.status == 200 and rightful.body["removed"] is True
