@@ -14,10 +14,29 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from cloudseam_site.routing import websocket_urlpatterns  # noqa: E402
 from stacks.auth import BearerTokenMiddleware  # noqa: E402
 
+
+class OriginOrTokenValidator:
+    """Browsers always send Origin with a WebSocket, so a socket without one is no cross-site page:
+    such a client (a CLI, a script) is let through without the origin check, but with its cookies
+    removed — it must authenticate with a bearer token. Everything else must come from our hosts.
+    """
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.checked = AllowedHostsOriginValidator(inner)
+
+    async def __call__(self, scope, receive, send):
+        names = {name for name, _ in scope.get("headers", [])}
+        if b"origin" not in names and b"authorization" in names:
+            headers = [(name, value) for name, value in scope["headers"] if name != b"cookie"]
+            return await self.inner({**scope, "headers": headers}, receive, send)
+        return await self.checked(scope, receive, send)
+
+
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
+        "websocket": OriginOrTokenValidator(
             AuthMiddlewareStack(BearerTokenMiddleware(URLRouter(websocket_urlpatterns)))
         ),
     }

@@ -41,6 +41,7 @@ STACK_SCHEMA = {
         "removed": {"type": "boolean"},
         "createdAt": {"type": "string", "format": "date-time"},
         "updatedAt": {"type": "string", "format": "date-time"},
+        "record": {"type": "integer", "description": "this stack's record; ids are reused after removal"},
     },
 }
 
@@ -81,6 +82,7 @@ def document() -> dict:
     ]
     stack_id = {"name": "stack_id", "in": "path", "required": True, "schema": {"type": "string"}}
     name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    record = {"name": "record", "in": "path", "required": True, "schema": {"type": "integer"}}
     yaml_body = {"required": True, "content": {"application/yaml": {"schema": {"type": "string"}}}}
     return {
         "openapi": "3.1.0",
@@ -148,6 +150,23 @@ def document() -> dict:
                 "get": {
                     "summary": "Every event a stack received, newest first",
                     "parameters": [stack_id, *page_params],
+                    "responses": {
+                        "200": _resp("History", _paged({"$ref": "#/components/schemas/HistoryEntry"})),
+                        **_errors(401, 403, 404),
+                    },
+                }
+            },
+            "/api/stacks/removed/{record}": {
+                "get": {
+                    "summary": "A removed stack's record (by `record`, since its id may be in use again)",
+                    "parameters": [record],
+                    "responses": {"200": _resp("The removed stack", stack_ref), **_errors(401, 403, 404)},
+                }
+            },
+            "/api/stacks/removed/{record}/history": {
+                "get": {
+                    "summary": "A removed stack's history",
+                    "parameters": [record, *page_params],
                     "responses": {
                         "200": _resp("History", _paged({"$ref": "#/components/schemas/HistoryEntry"})),
                         **_errors(401, 403, 404),

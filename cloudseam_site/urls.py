@@ -9,6 +9,8 @@ from stacks import api as stacks_api
 api_patterns = [
     path("events", stacks_api.post_event, name="api-events"),
     path("stacks", stacks_api.list_stacks, name="api-stacks"),
+    path("stacks/removed/<int:record>", stacks_api.removed_detail, name="api-removed-stack"),
+    path("stacks/removed/<int:record>/history", stacks_api.removed_history, name="api-removed-stack-history"),
     path("stacks/<str:stack_id>", stacks_api.stack_detail, name="api-stack"),
     path("stacks/<str:stack_id>/history", stacks_api.stack_history, name="api-stack-history"),
     path("machines", machines_api.list_machines, name="api-machines"),

@@ -8,8 +8,9 @@ from cloudseam_site.api import ApiError, api_endpoint, read_body
 from machines_app import diagrams, spec
 from machines_app.models import Machine, MachineVersion
 from machines_app.services import InvalidMachine, save_machine
-from stacks.auth import actor_name
 from stacks.models import ROLE_ADMIN, ROLE_VIEWER
+from stacks.permissions import request_actor
+from stacks.snapshots import iso
 
 
 def _decode_yaml(body: bytes) -> str:
@@ -23,7 +24,7 @@ def version_json(version: MachineVersion) -> dict:
     return {
         "number": version.number,
         "hash": version.content_hash,
-        "createdAt": version.created_at.isoformat().replace("+00:00", "Z"),
+        "createdAt": iso(version.created_at),
         "createdBy": version.created_by,
         "source": version.source,
     }
@@ -34,7 +35,7 @@ def machine_summary(machine: Machine) -> dict:
     return {
         "name": machine.name,
         "version": current.number if current else None,
-        "updatedAt": machine.updated_at.isoformat().replace("+00:00", "Z"),
+        "updatedAt": iso(machine.updated_at),
     }
 
 
@@ -102,7 +103,7 @@ def machine_detail(request: HttpRequest, name: str) -> dict | JsonResponse:
 def _put_machine(request: HttpRequest, name: str) -> JsonResponse:
     text = _decode_yaml(read_body(request, kind="yaml"))
     try:
-        saved = save_machine(name, text, actor=actor_name(request), source="api")
+        saved = save_machine(name, text, actor=str(request_actor(request)), source="api")
     except InvalidMachine as exc:
         return JsonResponse(
             {

@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -25,7 +24,7 @@ from machines_app import diagrams, spec
 from machines_app.forms import MachineForm
 from machines_app.models import Machine, MachineVersion
 from machines_app.services import InvalidMachine, save_machine
-from stacks.models import ROLE_ADMIN, Stack
+from stacks.models import ROLE_ADMIN, ROLE_VIEWER, Stack
 from stacks.permissions import role_required
 
 log = logging.getLogger(__name__)
@@ -107,7 +106,7 @@ def diagram_context(version: MachineVersion, highlight: str | None = None) -> di
 # --- list and detail -------------------------------------------------------------------------------------
 
 
-@login_required
+@role_required(ROLE_VIEWER)
 @require_safe
 def machine_list(request: HttpRequest) -> HttpResponse:
     machines = Machine.objects.select_related("current_version").annotate(
@@ -173,7 +172,7 @@ def _get_machine(name: str) -> Machine:
     return machine
 
 
-@login_required
+@role_required(ROLE_VIEWER)
 @require_safe
 def machine_detail(request: HttpRequest, name: str) -> HttpResponse:
     """Diagrams (Graphviz and Mermaid), legend, YAML, warnings, versions, usage, and a diff."""
@@ -205,7 +204,7 @@ def machine_detail(request: HttpRequest, name: str) -> HttpResponse:
     return render(request, "machines_app/machine_detail.html", context)
 
 
-@login_required
+@role_required(ROLE_VIEWER)
 @require_safe
 def machine_export(request: HttpRequest, name: str, fmt: str) -> HttpResponse:
     """Download the diagram as SVG, or its DOT or Mermaid source."""

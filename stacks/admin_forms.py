@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
-from stacks.forms import METADATA_HELP, parse_value
+from stacks.forms import METADATA_HELP, metadata_changes, parse_value
 from stacks.forms import format_value as cell_text
 from stacks.messages import BadMessage, check_metadata
 from stacks.models import ROLE_OPERATOR, ROLE_VIEWER, ROLES, ApiToken
@@ -64,11 +64,6 @@ class RoleAdminMixin:
 # --- metadata as a key/value table --------------------------------------------------------------
 
 NEW_ROWS = 3
-MISSING = object()
-
-
-def _same(a: object, b: object) -> bool:
-    return type(a) is type(b) and a == b  # 1 == True and 1 == 1.0, but they are different values
 
 
 @dataclass
@@ -79,13 +74,8 @@ class MetadataEdit:
     desired: dict = field(default_factory=dict)
 
     def changes(self) -> dict:
-        """Keys to set and keys to remove (None), relative to what was on screen.
-
-        Diffing against the page, not the database, keeps keys someone else added meanwhile.
-        """
-        changed = {k: v for k, v in self.desired.items() if not _same(self.original.get(k, MISSING), v)}
-        removed = {k: None for k in self.original if k not in self.desired}
-        return {**changed, **removed}
+        """Keys to set and keys to remove (None), relative to what was on screen."""
+        return metadata_changes(self.original, self.desired)
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.core.paginator import EmptyPage, Paginator
-from django.db.models import F, Q
+from django.db.models import Q
 from django.http import HttpRequest, JsonResponse
 
 from cloudseam_site.api import ApiError, api_endpoint, read_body
@@ -65,15 +65,16 @@ def list_stacks(request: HttpRequest) -> dict:
 
 
 def find_stack(stack_id: str) -> Stack:
-    """The active stack with this id, or else the one removed last (its record stays readable)."""
-    stack = (
-        Stack.objects.select_related("machine", "machine_version")
-        .filter(key=stack_id)
-        .order_by(F("removed_at").desc(nulls_first=True))
-        .first()
-    )
+    stack = Stack.objects.latest_for(stack_id)
     if stack is None:
         raise ApiError(404, f"stack {stack_id[:63]} does not exist")
+    return stack
+
+
+def find_removed(record: int) -> Stack:
+    stack = Stack.objects.removed().select_related("machine", "machine_version").filter(pk=record).first()
+    if stack is None:
+        raise ApiError(404, f"there is no removed stack record {record}")
     return stack
 
 
@@ -83,8 +84,21 @@ def stack_detail(request: HttpRequest, stack_id: str) -> dict:
 
 
 @api_endpoint(methods=("GET",), role=ROLE_VIEWER)
+def removed_detail(request: HttpRequest, record: int) -> dict:
+    return stack_json(find_removed(record))
+
+
+@api_endpoint(methods=("GET",), role=ROLE_VIEWER)
 def stack_history(request: HttpRequest, stack_id: str) -> dict:
-    stack = find_stack(stack_id)
+    return _history(request, find_stack(stack_id))
+
+
+@api_endpoint(methods=("GET",), role=ROLE_VIEWER)
+def removed_history(request: HttpRequest, record: int) -> dict:
+    return _history(request, find_removed(record))
+
+
+def _history(request: HttpRequest, stack: Stack) -> dict:
     size = _int_param(request, "pageSize", 100, 500)
     paginator = Paginator(StackEvent.objects.filter(stack=stack), size)
     try:
@@ -93,6 +107,7 @@ def stack_history(request: HttpRequest, stack_id: str) -> dict:
         raise ApiError(404, f"there is no page {request.GET.get('page')}; pages: {paginator.num_pages}") from None
     return {
         "stack": stack.key,
+        "record": stack.pk,
         "removed": stack.removed,
         "count": paginator.count,
         "page": page.number,

@@ -30,13 +30,6 @@ def authenticate_bearer(request) -> None:
     request.user = token.user
 
 
-def actor_name(request) -> str:
-    token = getattr(request, "api_token", None)
-    if token is not None:
-        return f"{token.user.get_username()} (token {token.name})"
-    return request.user.get_username() if request.user.is_authenticated else "anonymous"
-
-
 class BearerTokenMiddleware(BaseMiddleware):
     """WebSocket scopes: a valid bearer token replaces the (session) user."""
 

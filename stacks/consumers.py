@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.db.models import F
 
 from stacks import live
 from stacks.models import Stack, StackEvent
@@ -75,12 +74,7 @@ class StackConsumer(_BaseConsumer):
         await super().connect()
 
     def snapshot(self) -> dict:
-        stack = (
-            Stack.objects.select_related("machine", "machine_version")
-            .filter(key=self.stack_key)
-            .order_by(F("removed_at").desc(nulls_first=True))  # the active one, else the last removed
-            .first()
-        )
+        stack = Stack.objects.latest_for(self.stack_key)
         if stack is None:
             return {"type": "snapshot", "stack": None}
         history = StackEvent.objects.filter(stack=stack)[:50]

@@ -93,6 +93,30 @@ def value_type(value: object) -> str:
     return "text"
 
 
+def _same(a: object, b: object) -> bool:
+    return type(a) is type(b) and a == b  # 1 == True and 1 == 1.0, but they are different values
+
+
+def metadata_changes(shown: Mapping, desired: Mapping) -> dict:
+    """What to send so that the metadata a person was shown becomes what they want.
+
+    New and edited keys with their values, keys they removed with None (the service deletes those).
+    Diffing against what was on screen, not the database, keeps what others changed meanwhile.
+    """
+    missing = object()
+    changed = {k: v for k, v in desired.items() if not _same(shown.get(k, missing), v)}
+    removed = {k: None for k in shown if k not in desired}
+    return {**changed, **removed}
+
+
+def _shown_metadata(raw: str) -> dict | None:
+    try:
+        shown = json.loads(raw)
+    except ValueError:
+        return None
+    return shown if isinstance(shown, dict) else None
+
+
 @dataclass
 class MetadataRow:
     """One row of the metadata table as posted: `original` is the name it had before editing."""
@@ -106,73 +130,76 @@ class MetadataRow:
 class MetadataRows:
     """Rows of name/value inputs (posted as the lists `meta_key`, `meta_value`, `meta_original`).
 
-    Not a Django form: rows are added and removed in the browser, so they are parallel lists.
-    `changes` is what to merge into the stack's metadata: renamed and cleared names map to None
-    (the service removes them). Nothing is changed unless every row is valid.
+    Not a Django form: rows are added and removed in the browser, so they are parallel lists. The
+    metadata the rows were filled from travels with them as JSON (`meta_shown`), and `changes` is
+    the difference with it (`metadata_changes`): rows left alone are not sent, so they cannot undo
+    someone else's edit made since the page was drawn. Nothing is changed unless every row is valid.
     """
 
-    def __init__(self, data: Mapping | None = None, current: Mapping | None = None, blank_rows: int = 2):
-        self.current = dict(current or {})
+    INCOMPLETE = "the metadata rows were incomplete; reload the page and try again"
+
+    def __init__(self, data: Mapping | None = None, shown: Mapping | None = None, blank_rows: int = 2):
+        self.shown = dict(shown or {})
         self.bound = data is not None
         self.error = ""
         self.changes: dict = {}
+        self.rows: list[MetadataRow] = []
         if data is None:
-            self.rows = [MetadataRow(k, k, format_value(v)) for k, v in self.current.items()]
+            self.rows = [MetadataRow(k, k, format_value(v)) for k, v in self.shown.items()]
+            self.rows += [MetadataRow("", "", "") for _ in range(blank_rows)]
         else:
-            keys, values = data.getlist("meta_key"), data.getlist("meta_value")
-            originals = data.getlist("meta_original") or [""] * len(keys)
-            if not (len(keys) == len(values) == len(originals)):
-                self.rows = []
-                self.error = "the metadata rows were incomplete; reload the page and try again"
-                return
-            self.rows = [MetadataRow(o.strip(), k.strip(), v) for o, k, v in zip(originals, keys, values, strict=True)]
-        self.rows += [MetadataRow("", "", "") for _ in range(blank_rows if not self.bound else 0)]
+            self._read(data)
+
+    @property
+    def shown_json(self) -> str:
+        return json.dumps(self.shown)
+
+    def _read(self, data: Mapping) -> None:
+        keys, values = data.getlist("meta_key"), data.getlist("meta_value")
+        originals = data.getlist("meta_original") or [""] * len(keys)
+        shown = _shown_metadata(data.get("meta_shown", "{}"))
+        if shown is None or not (len(keys) == len(values) == len(originals)):
+            self.error = self.INCOMPLETE
+            return
+        rows = [MetadataRow(o.strip(), k.strip(), v) for o, k, v in zip(originals, keys, values, strict=True)]
+        if "meta_shown" not in data and any(row.original for row in rows):
+            self.error = self.INCOMPLETE  # rows filled from metadata must say what it was
+            return
+        self.shown, self.rows = shown, rows
 
     def is_valid(self) -> bool:
-        if not self.bound:
+        if not self.bound or self.error:
             return False
-        if self.error:
-            return False
-        changes: dict = {}
-        seen: set[str] = set()
+        desired: dict = {}
         for row in self.rows:
-            self._read_row(row, changes, seen)
+            self._read_row(row, desired)
         if any(row.error for row in self.rows):
             return False
         try:
-            self.changes = check_metadata(changes)
+            self.changes = check_metadata(metadata_changes(self.shown, desired))
         except BadMessage as exc:
             self.error = exc.message
             return False
         return True
 
-    def _read_row(self, row: MetadataRow, changes: dict, seen: set[str]) -> None:
+    @staticmethod
+    def _read_row(row: MetadataRow, desired: dict) -> None:
         if not row.key:
-            if row.original and row.original in self.current:
-                changes.setdefault(row.original, None)
-            elif row.value.strip():
+            if row.value.strip() and not row.original:
                 row.error = "give this value a name"
-            return
+            return  # a cleared name: the entry is not wanted any more, so it is removed
         if len(row.key) > MAX_METADATA_KEY:
             row.error = f"names are at most {MAX_METADATA_KEY} characters"
             return
-        if row.key in seen:
+        if row.key in desired:
             row.error = f"the name {row.key!r} is used twice"
             return
-        seen.add(row.key)
         try:
             value = parse_value(row.value)
         except forms.ValidationError as exc:
             row.error = exc.messages[0]
-            return
-        if row.original and row.original != row.key and row.original in self.current:
-            changes.setdefault(row.original, None)
-        if row.key not in self.current or self.current[row.key] != value or type(self.current[row.key]) is not type(
-            value
-        ):
-            changes[row.key] = value
-        else:
-            changes.pop(row.key, None)  # unchanged, even if an earlier rename listed it for removal
+            value = row.value  # kept, so a second row with this name is still reported
+        desired[row.key] = value
 
 
 # --- dashboard and removed stacks -----------------------------------------------------------------

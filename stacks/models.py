@@ -30,6 +30,15 @@ class StackQuerySet(models.QuerySet):
     def removed(self) -> StackQuerySet:
         return self.filter(removed_at__isnull=False)
 
+    def latest_for(self, key: str) -> Stack | None:
+        """The active stack with this id, else the one removed last (its record stays readable)."""
+        return (
+            self.select_related("machine", "machine_version")
+            .filter(key=key)
+            .order_by(models.F("removed_at").desc(nulls_first=True))
+            .first()
+        )
+
 
 class Stack(models.Model):
     """One environment. A removed stack keeps its row and history; its `key` may be reused."""

@@ -39,6 +39,7 @@ def stack_json(stack: Stack, tasks: Iterable[Task] | None = None) -> dict:
         "createdAt": iso(stack.created_at),
         "updatedAt": iso(stack.updated_at),
         "removedAt": iso(stack.removed_at),
+        "record": stack.pk,  # tells apart the stacks that used the same id; see /api/stacks/removed/<record>
     }
 
 

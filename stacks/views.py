@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import Page, Paginator
 from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -35,8 +34,18 @@ from stacks.forms import (
     display_value,
     value_type,
 )
-from stacks.models import ERROR, PENDING, ROLE_OPERATOR, SATISFIED, Stack, StackEvent, Task, current_tasks_by_stack
-from stacks.permissions import Actor, request_actor, role_required
+from stacks.models import (
+    ERROR,
+    PENDING,
+    ROLE_OPERATOR,
+    ROLE_VIEWER,
+    SATISFIED,
+    Stack,
+    StackEvent,
+    Task,
+    current_tasks_by_stack,
+)
+from stacks.permissions import request_actor, role_required
 from stacks.snapshots import event_json, stack_json
 
 PAGE_SIZE = 50
@@ -47,10 +56,6 @@ SOURCE = "ui"
 def wants_json(request: HttpRequest) -> bool:
     """The page scripts send forms with fetch and ask for JSON; plain form posts get HTML."""
     return "application/json" in request.headers.get("Accept", "")
-
-
-def actor(request: HttpRequest) -> Actor:
-    return request_actor(request)
 
 
 # --- the dashboard -----------------------------------------------------------------------------------
@@ -90,7 +95,7 @@ def _stack_page(request: HttpRequest, stacks, form: StackFilterForm) -> tuple[Pa
                   for s in rows]
 
 
-@login_required
+@role_required(ROLE_VIEWER)
 @require_safe
 def dashboard(request: HttpRequest) -> HttpResponse:
     """Active stacks, filtered, sorted and paginated in the database so 10 000 stacks stay fast."""
@@ -196,7 +201,7 @@ def detail_context(request: HttpRequest, stack: Stack, **extra) -> dict:
             {"event": e, "metadata": [(k, display_value(v)) for k, v in e.metadata.items()]}
             for e in history.object_list
         ],
-        "metadata_form": extra.pop("metadata_form", None) or MetadataRows(current=stack.metadata),
+        "metadata_form": extra.pop("metadata_form", None) or MetadataRows(shown=stack.metadata),
         "metadata_help": METADATA_HELP,
         "can_upgrade": not stack.removed and newest is not None and newest != stack.machine_version_id,
         "page_data": _page_data(stack, machine, tasks, history),
@@ -208,7 +213,7 @@ def detail_context(request: HttpRequest, stack: Stack, **extra) -> dict:
     return context
 
 
-@login_required
+@role_required(ROLE_VIEWER)
 @require_safe
 def stack_detail(request: HttpRequest, stack_id: str) -> HttpResponse:
     stack = find_active(stack_id)
@@ -220,11 +225,11 @@ def stack_detail(request: HttpRequest, stack_id: str) -> HttpResponse:
     return render(request, "stacks/detail.html", detail_context(request, stack))
 
 
-@login_required
+@role_required(ROLE_VIEWER)
 @require_safe
 def stack_output(request: HttpRequest, stack_id: str) -> JsonResponse:
     """The kept tail of each current task's output, for a page that reconnects after a gap."""
-    stack = find_active(stack_id) or Stack.objects.removed().filter(key=stack_id).order_by("-removed_at").first()
+    stack = Stack.objects.latest_for(stack_id)
     if stack is None:
         raise Http404(f"stack {stack_id} does not exist")
     return JsonResponse({"outputs": {t.id: t.output_tail for t in stack.current_tasks()}})
@@ -268,7 +273,7 @@ def stack_event(request: HttpRequest, stack_id: str) -> HttpResponse:
     if choice is not None and choice.terminal and form.cleaned_data["confirm"] != stack.key:
         return _refuse(request, stack, f"{event} ends stack {stack.key}: type the stack id to confirm")
     before = stack.state
-    result = services.send(stack.key, event, actor=actor(request), source=SOURCE)
+    result = services.send(stack.key, event, actor=request_actor(request), source=SOURCE)
     after = result.body.get("state", before)
     return _answer(request, stack, result, f"{event} applied: {before} → {after}")
 
@@ -280,7 +285,7 @@ def stack_retry(request: HttpRequest, stack_id: str) -> HttpResponse:
     form = RetryForm(request.POST)
     if not form.is_valid():
         return _refuse(request, stack, "choose to retry failed or pending tasks")
-    result = services.send(stack.key, form.event, actor=actor(request), source=SOURCE)
+    result = services.send(stack.key, form.event, actor=request_actor(request), source=SOURCE)
     return _answer(request, stack, result, f"{form.cleaned_data['which'].capitalize()} tasks sent to run again")
 
 
@@ -296,7 +301,7 @@ def stack_task(request: HttpRequest, stack_id: str) -> HttpResponse:
     name = form.cleaned_data["task"]
     result = services.send(
         stack.key, form.event, task={"name": name}, description=form.cleaned_data["reason"] or None,
-        actor=actor(request), source=SOURCE,
+        actor=request_actor(request), source=SOURCE,
     )
     return _answer(request, stack, result, f"Task {name} marked {form.cleaned_data['outcome']}")
 
@@ -304,9 +309,9 @@ def stack_task(request: HttpRequest, stack_id: str) -> HttpResponse:
 @role_required(ROLE_OPERATOR)
 @require_POST
 def stack_metadata(request: HttpRequest, stack_id: str) -> HttpResponse:
-    """Merge edited metadata rows; nothing is saved unless every row is valid."""
+    """Send what the person changed in the rows they were shown; nothing is saved unless every row is valid."""
     stack = _operable(stack_id)
-    rows = MetadataRows(request.POST, current=stack.metadata)
+    rows = MetadataRows(request.POST)
     if not rows.is_valid():
         rows.error = rows.error or "nothing was saved: fix the rows marked below"
         if wants_json(request):
@@ -315,7 +320,7 @@ def stack_metadata(request: HttpRequest, stack_id: str) -> HttpResponse:
         return _refuse(request, stack, rows.error, metadata_form=rows, metadata_open=True)
     if not rows.changes:
         return _answer(request, stack, services.EventResult(200, {}, "applied"), "Metadata unchanged")
-    result = services.update_metadata(stack.key, rows.changes, actor=actor(request), source=SOURCE)
+    result = services.update_metadata(stack.key, rows.changes, actor=request_actor(request), source=SOURCE)
     if not result.ok:
         rows.error = result.body.get("error", "")
     return _answer(request, stack, result, "Metadata saved", metadata_form=rows, metadata_open=True)
@@ -325,7 +330,7 @@ def stack_metadata(request: HttpRequest, stack_id: str) -> HttpResponse:
 @require_POST
 def stack_upgrade(request: HttpRequest, stack_id: str) -> HttpResponse:
     stack = _operable(stack_id)
-    result = services.upgrade_machine(stack.key, actor=actor(request), source=SOURCE)
+    result = services.upgrade_machine(stack.key, actor=request_actor(request), source=SOURCE)
     return _answer(request, stack, result, f"Stack now uses the newest version of {stack.machine.name}")
 
 
@@ -352,7 +357,7 @@ def stack_new(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         result = services.send(
             data["stack_id"], data["event"], machine=data["machine"], metadata=form.metadata.changes or None,
-            actor=actor(request), source=SOURCE,
+            actor=request_actor(request), source=SOURCE,
         )
         if result.ok:
             messages.success(request, f"Stack {data['stack_id']} created: {data['event']} applied")
@@ -365,7 +370,7 @@ def stack_new(request: HttpRequest) -> HttpResponse:
 # --- removed stacks ------------------------------------------------------------------------------------
 
 
-@login_required
+@role_required(ROLE_VIEWER)
 @require_safe
 def removed_list(request: HttpRequest) -> HttpResponse:
     """The archive: removed stacks keep their record and history, newest removal first."""
@@ -380,7 +385,7 @@ def removed_list(request: HttpRequest) -> HttpResponse:
     return render(request, "stacks/removed_list.html", context)
 
 
-@login_required
+@role_required(ROLE_VIEWER)
 @require_safe
 def removed_detail(request: HttpRequest, pk: int) -> HttpResponse:
     stack = get_object_or_404(Stack.objects.removed().select_related("machine", "machine_version"), pk=pk)

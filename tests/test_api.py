@@ -227,3 +227,18 @@ def test_it_answers_unknown_api_paths_and_methods_with_json(client, op):
     assert missing.status_code == 404 and "openapi.json" in missing.json()["error"]
     wrong = client.delete("/api/events", **op)
     assert wrong.status_code == 405 and wrong["Allow"] == "POST" and "use POST" in wrong.json()["error"]
+
+
+def test_it_keeps_a_removed_stacks_history_reachable_after_its_id_is_reused(client, op, simple_machine):
+    post_event(client, op, {"stackId": "r1", "event": "LAUNCH", "machine": "simple"})
+    old = post_event(client, op, {"stackId": "r1", "event": "DESTROY"}).json()
+    post_event(client, op, {"stackId": "r1", "event": "LAUNCH", "machine": "simple"})
+    assert client.get("/api/stacks/r1", **op).json()["removed"] is False
+    listed = client.get("/api/stacks?removed=true", **op).json()["results"]
+    assert [s["record"] for s in listed] == [old["record"]]
+    record = client.get(f"/api/stacks/removed/{old['record']}", **op).json()
+    assert record["removed"] is True and record["state"] == "GONE"
+    history = client.get(f"/api/stacks/removed/{old['record']}/history", **op).json()
+    assert [h["event"] for h in history["results"]] == ["DESTROY", "LAUNCH"]
+    active = client.get("/api/stacks", **op).json()["results"][0]
+    assert client.get(f"/api/stacks/removed/{active['record']}", **op).status_code == 404

@@ -11,6 +11,7 @@ import time
 import psutil
 import pytest
 import websockets
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 pytestmark = pytest.mark.e2e
 
@@ -167,7 +168,7 @@ def test_it_refuses_websockets_from_foreign_origins_and_anonymous_clients(server
         async with websockets.connect(url, additional_headers=headers, origin="http://evil.example"):
             pass
 
-    with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+    with pytest.raises(InvalidStatus) as refused:
         asyncio.run(foreign())
     assert refused.value.response.status_code == 403
 
@@ -175,7 +176,7 @@ def test_it_refuses_websockets_from_foreign_origins_and_anonymous_clients(server
         async with websockets.connect(url, origin=server.url) as ws:
             await asyncio.wait_for(ws.recv(), 10)
 
-    with pytest.raises((websockets.exceptions.InvalidStatus, websockets.exceptions.ConnectionClosed)):
+    with pytest.raises((InvalidStatus, ConnectionClosed)):
         asyncio.run(anonymous())
 
 
@@ -245,3 +246,21 @@ def test_it_cannot_be_talked_out_of_a_login_lockout_with_forwarded_for(server):
         _login(server, "lockme", "wrong", forwarded_for=f"203.0.113.{i}")
     page = _login(server, "lockme", password, forwarded_for="198.51.100.77")
     assert "Too many failed logins" in page
+
+
+def test_it_lets_token_clients_without_an_origin_connect_but_never_cookie_ones(server):
+    url = server.url.replace("http://", "ws://") + "/ws/stacks/"
+
+    async def token_client() -> dict:
+        headers = {"Authorization": f"Bearer {server.token('viewer')}"}
+        async with websockets.connect(url, additional_headers=headers) as ws:  # no Origin header at all
+            return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+    assert asyncio.run(token_client())["type"] == "snapshot"
+
+    async def bad_token_client():
+        async with websockets.connect(url, additional_headers={"Authorization": "Bearer cs_nope"}) as ws:
+            await asyncio.wait_for(ws.recv(), 10)
+
+    with pytest.raises((InvalidStatus, ConnectionClosed)):
+        asyncio.run(bad_token_client())

@@ -651,3 +651,15 @@ def test_it_downloads_an_s3_terraform_source(fake_terraform, monkeypatch):
     assert result.ok, result.error
     assert fake_terraform()[-1]["files"] == ["main.tf", "modules"]
     assert "downloaded 2 files" in result.output_tail
+
+
+def test_it_keeps_cloudseams_own_secrets_out_of_task_environments(monkeypatch):
+    from stacks.executors.base import task_environment
+
+    for name in ("DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "CLOUDSEAM_CACHE_URL"):
+        monkeypatch.setenv(name, "secret-value")
+    monkeypatch.setenv("HOME_GROWN", "kept")
+    ctx = TaskContext(task_id="t", task_name="n", executor="shell", config={}, stack={"id": "s", "metadata": {}},
+                      timeout=None)
+    env = task_environment(ctx)
+    assert "secret-value" not in env.values() and env["HOME_GROWN"] == "kept"

@@ -19,6 +19,7 @@ from machines_app.models import Machine
 from machines_app.services import save_machine
 from stacks import services
 from stacks.models import Stack, StackEvent
+from tests.fixtures_roles import form_data
 
 pytestmark = pytest.mark.django_db
 
@@ -109,6 +110,7 @@ def removed_stack(stack_id: str = "old-1") -> Stack:
 def page_urls(stack: Stack, gone: Stack) -> list[str]:
     return [
         reverse("stacks-dashboard"),
+        reverse("stacks-dashboard") + "?format=json",
         reverse("stacks-detail", args=[stack.key]),
         reverse("stacks-output", args=[stack.key]),
         reverse("stacks-removed"),
@@ -131,6 +133,17 @@ def test_it_sends_anonymous_visitors_to_the_login_page(client, shop):
         response = client.get(url)
         assert response.status_code == 302, url
         assert response["Location"].startswith(reverse("login")), url
+
+
+def test_it_refuses_every_page_to_a_user_without_a_role(shop):
+    stack, gone = launch(), removed_stack()
+    nobody = _client(_user("nora", None))
+    forms = [reverse("stacks-new"), reverse("machines-new"), reverse("machines-edit", args=["shop"]),
+             reverse("machines-export", args=["shop", "svg"])]
+    for url in page_urls(stack, gone) + forms:
+        response = nobody.get(url)
+        assert response.status_code == 403, url
+        assert b"Not allowed" in response.content, url  # the 403 page, as for any missing role
 
 
 def test_it_refuses_anonymous_posts_without_changing_anything(client, shop):
@@ -378,7 +391,9 @@ def test_it_serves_the_output_tails_of_current_tasks(as_viewer, shop):
 
 
 def _meta_post(client: Client, stack: Stack, rows: list[tuple[str, str, str]], **extra):
+    """Post rows as the page does, with the metadata it showed: `stack` as the caller loaded it."""
     data = {
+        "meta_shown": json.dumps(stack.metadata),
         "meta_original": [r[0] for r in rows],
         "meta_key": [r[1] for r in rows],
         "meta_value": [r[2] for r in rows],
@@ -427,6 +442,79 @@ def test_it_marks_the_wrong_metadata_row(as_operator, shop):
     assert stack.metadata == {}
     as_json = _meta_post(as_operator, stack, [("", "a", "[1]")], headers={"Accept": "application/json"})
     assert as_json.status_code == 400 and "flat" in as_json.json()["error"]
+
+
+def _metadata_fields(html: str) -> dict[str, list[str]]:
+    """The metadata form in a page, as a browser would post it untouched."""
+    return {name: value if isinstance(value, list) else [value]
+            for name, value in form_data(html, "metadata-form").items()}
+
+
+def _metadata_form(client: Client, stack: Stack) -> dict[str, list[str]]:
+    return _metadata_fields(client.get(reverse("stacks-detail", args=[stack.key])).content.decode())
+
+
+def _set_row(form: dict[str, list[str]], key: str, new_key: str, value: str) -> None:
+    row = form["meta_key"].index(key)  # "" finds the first blank row
+    form["meta_key"][row], form["meta_value"][row] = new_key, value
+
+
+def test_it_keeps_a_change_made_elsewhere_while_the_page_was_open(as_operator, shop):
+    stack = launch(metadata={"owner": "alice"})
+    form = _metadata_form(as_operator, stack)
+    assert services.update_metadata(stack.key, {"owner": "bob"}, actor="api-user", source="api").ok
+    _set_row(form, "", "ticket", "OPS-42")
+    response = as_operator.post(reverse("stacks-metadata", args=[stack.key]), form)
+    assert response.status_code == 302
+    stack.refresh_from_db()
+    assert stack.metadata == {"owner": "bob", "ticket": "OPS-42"}
+    event = StackEvent.objects.filter(stack=stack).first()
+    assert (event.event, event.metadata) == ("UPDATE_METADATA", {"ticket": "OPS-42"})  # only what changed here
+
+
+def test_it_removes_a_row_the_page_showed_and_keeps_keys_added_since(as_operator, shop):
+    stack = launch(metadata={"owner": "alice", "env": "staging"})
+    form = _metadata_form(as_operator, stack)
+    assert services.update_metadata(stack.key, {"region": "eu"}, actor="api-user", source="api").ok
+    _set_row(form, "env", "", "")  # what the Remove button does
+    assert as_operator.post(reverse("stacks-metadata", args=[stack.key]), form).status_code == 302
+    stack.refresh_from_db()
+    assert stack.metadata == {"owner": "alice", "region": "eu"}
+
+
+def test_it_saves_nothing_when_no_row_was_changed(as_operator, shop):
+    stack = launch(metadata={"owner": "alice", "replicas": 3, "ratio": 1.0, "healthy": True})
+    form = _metadata_form(as_operator, stack)
+    assert services.update_metadata(stack.key, {"owner": "bob"}, actor="api-user", source="api").ok
+    response = as_operator.post(reverse("stacks-metadata", args=[stack.key]), form, follow=True)
+    assert "Metadata unchanged" in response.content.decode()
+    stack.refresh_from_db()
+    assert stack.metadata == {"owner": "bob", "replicas": 3, "ratio": 1.0, "healthy": True}
+    assert StackEvent.objects.filter(stack=stack, event="UPDATE_METADATA", actor="otto").count() == 0
+
+
+def test_it_keeps_what_was_shown_when_the_form_comes_back_with_an_error(as_operator, shop):
+    stack = launch(metadata={"owner": "alice"})
+    form = _metadata_form(as_operator, stack)
+    assert services.update_metadata(stack.key, {"owner": "bob"}, actor="api-user", source="api").ok
+    _set_row(form, "", "nested", '{"a": 1}')
+    refused = as_operator.post(reverse("stacks-metadata", args=[stack.key]), form)
+    assert refused.status_code == 400
+    again = _metadata_fields(refused.content.decode())
+    assert json.loads(again["meta_shown"][0]) == {"owner": "alice"}  # what the person saw, not the database
+    _set_row(again, "nested", "ticket", "OPS-42")
+    assert as_operator.post(reverse("stacks-metadata", args=[stack.key]), again).status_code == 302
+    stack.refresh_from_db()
+    assert stack.metadata == {"owner": "bob", "ticket": "OPS-42"}
+
+
+def test_it_refuses_rows_that_do_not_say_what_they_showed(as_operator, shop):
+    stack = launch(metadata={"owner": "alice", "env": "staging"})
+    data = {"meta_original": ["owner", "env"], "meta_key": ["owner", ""], "meta_value": ["carol", ""]}
+    response = as_operator.post(reverse("stacks-metadata", args=[stack.key]), data)
+    assert response.status_code == 400 and b"reload the page" in response.content
+    stack.refresh_from_db()
+    assert stack.metadata == {"owner": "alice", "env": "staging"}
 
 
 def test_it_escapes_markup_in_metadata(as_viewer, as_operator, shop):

@@ -109,7 +109,9 @@ def env_value(value: Any) -> str:
     return to_json(value) if isinstance(value, Mapping | list | tuple) else str(value)
 
 
-WORKER_SECRETS = frozenset({"DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "CLOUDSEAM_TEST_POSTGRES_URL"})
+WORKER_SECRETS = frozenset(
+    {"DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "CLOUDSEAM_CACHE_URL", "CLOUDSEAM_TEST_POSTGRES_URL"}
+)
 
 
 def task_environment(ctx: TaskContext, extra: Mapping | None = None) -> dict[str, str]:

@@ -1,5 +1,7 @@
 // Metadata rows, shared by the stack page and the new-stack form: name/value inputs posted as
 // parallel lists (meta_original, meta_key, meta_value), read on the server by stacks.forms.MetadataRows.
+// The stack page's form also carries the metadata its rows were filled from (meta_shown), so only
+// what was changed here is saved; stack.js keeps it in step whenever it fills the rows again.
 // Values are JSON when they look like JSON, so the same rule is used here to fill the inputs.
 
 import { h } from "./live.js";
@@ -32,7 +34,6 @@ export function metaRow(original, key, value) {
     h("label", {}, h("span", { class: "visually-hidden", text: key ? `Value of ${key}` : "Value" }),
       h("input", { type: "text", name: "meta_value", value, autocomplete: "off", spellcheck: "false", placeholder: "value" })),
     h("button", { type: "button", class: "button small remove-row", "data-remove-row": true, text: "Remove" }));
-  return row;
 }
 
 /** Show the Remove / Add a row buttons (hidden without scripts) and track unsaved edits. */

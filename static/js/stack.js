@@ -190,6 +190,8 @@ function metadataForm(metadata, force = false) {
   const rows = form.querySelector("[data-meta-rows]");
   const header = rows.querySelector(".meta-row-head");
   rows.replaceChildren(header, ...Object.entries(metadata).map(([k, v]) => metaRow(k, k, formatValue(v))), metaRow("", "", ""));
+  // What the rows show, so the server sends only what was changed here (stacks.forms.MetadataRows).
+  form.querySelector("[data-meta-shown]").value = JSON.stringify(metadata);
   form.querySelector(".alert")?.remove();
   delete form.dataset.dirty;
 }
