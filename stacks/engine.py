@@ -42,6 +42,7 @@ class TaskInstance:
     status: str = PENDING
     error: str | None = None
     attempts: int = 0
+    running: bool = False  # a worker is running it right now (the caller knows from its heartbeat)
 
 
 @dataclass(frozen=True)
@@ -332,16 +333,21 @@ def _retry(stack: StackSnapshot, event: str, new_id: Callable[[], str]) -> _Step
     """Replace every task in the retried status by a new PENDING instance to dispatch again.
 
     A new id per retry makes a late result from the replaced job stale instead of counting twice.
+    A pending task that is running right now is left alone: it is not lost, and a second run of it
+    would do its work twice.
     """
     status, word = _RETRY_STATUS[event]
-    if not any(task.status == status for task in stack.tasks):
-        raise EventRejected("nothing_to_retry", f"stack {stack.id} has no {word} tasks to retry")
+    targets = [task for task in stack.tasks if task.status == status and not task.running]
+    if not targets:
+        running = any(task.status == status and task.running for task in stack.tasks)
+        detail = f"; its {word} tasks are running right now" if running else ""
+        raise EventRejected("nothing_to_retry", f"stack {stack.id} has no {word} tasks to retry{detail}")
+    chosen = {task.id for task in targets}
     tasks = tuple(
-        replace(task, id=new_id(), status=PENDING, error=None) if task.status == status else task
+        replace(task, id=new_id(), status=PENDING, error=None, running=False) if task.id in chosen else task
         for task in stack.tasks
     )
-    retired = tuple(task for task in stack.tasks if task.status == status)
-    return _Step(replace(stack, tasks=tasks), retired=retired)
+    return _Step(replace(stack, tasks=tasks), retired=tuple(targets))
 
 
 # --- small helpers -------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -160,13 +162,16 @@ def _load_or_create(msg: EventMessage, actor: str | Actor) -> tuple[Stack, bool]
 
 
 def _snapshot(stack: Stack, tasks: list[Task], metadata: Mapping) -> engine.StackSnapshot:
+    alive_since = timezone.now() - timedelta(seconds=settings.CLOUDSEAM_TASK_LOST_AFTER)
     return engine.StackSnapshot(
         id=stack.key,
         state=stack.state,
         previous_state=stack.previous_state,
         tasks=tuple(
-            engine.TaskInstance(id=t.id, name=t.name, status=t.status, error=t.error_message or None,
-                                attempts=t.attempts)
+            engine.TaskInstance(
+                id=t.id, name=t.name, status=t.status, error=t.error_message or None, attempts=t.attempts,
+                running=t.heartbeat_at is not None and t.heartbeat_at > alive_since,
+            )
             for t in tasks
         ),
         metadata=metadata,

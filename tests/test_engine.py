@@ -644,3 +644,16 @@ def test_it_reports_the_last_version_of_tasks_it_retires():
     assert done_two.stack.state != launched.stack.state
     assert {(t.id, t.status) for t in done_two.retired} == {(first.id, "SATISFIED"), (second.id, "SATISFIED")}
     assert done_one.retired == ()
+
+
+def test_it_leaves_running_pending_tasks_alone_when_retrying_pending_ones():
+    m = qa_env()
+    launched = apply_event(m, stack("INIT"), "LAUNCH", new_id=ids())
+    first, second = launched.stack.tasks
+    busy = dataclasses.replace(launched.stack, tasks=(dataclasses.replace(first, running=True), second))
+    retried = apply_event(m, busy, "RETRY_PENDING_TASKS", new_id=ids("r"))
+    assert retried.stack.tasks[0].id == first.id and retried.stack.tasks[1].id == "r1"
+    assert retried.dispatch == ("r1",) and retried.cancelled == (second.id,)
+    all_busy = dataclasses.replace(busy, tasks=tuple(dataclasses.replace(t, running=True) for t in busy.tasks))
+    with pytest.raises(EventRejected, match="its pending tasks are running right now"):
+        apply_event(m, all_busy, "RETRY_PENDING_TASKS", new_id=ids("x"))

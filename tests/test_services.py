@@ -242,3 +242,13 @@ def test_it_does_not_let_a_refused_sender_block_a_message_id(simple_machine):
     assert refused.status == 403
     rightful = handle_event({"stackId": "feature-1", "event": "DESTROY", "id": "build-42"}, actor="ci", source="api")
     assert rightful.status == 200 and rightful.body["removed"] is True
+
+
+def test_it_does_not_retry_a_pending_task_whose_worker_is_alive(simple_machine):
+    from django.utils import timezone
+
+    body = launch().body
+    running, waiting = body["tasks"]
+    Task.objects.filter(pk=running["id"]).update(started_at=timezone.now(), heartbeat_at=timezone.now())
+    retried = handle_event({"stackId": "feature-1", "event": "RETRY_PENDING_TASKS"}, actor="t", source="api").body
+    assert retried["tasks"][0]["id"] == running["id"] and retried["tasks"][1]["id"] != waiting["id"]
