@@ -65,6 +65,11 @@ class Command(BaseCommand):
             _wait_for_port(host, port, web)
             self.stdout.write(self.style.SUCCESS(f"CloudSeam is running at http://{_display(host)}:{port}/"))
             self.stdout.write(f"data folder: {settings.DATA_DIR}; Redis: {_redis_label()}; workers: {workers}")
+            if host not in ("127.0.0.1", "localhost", "::1") and not os.environ.get("DJANGO_ALLOWED_HOSTS"):
+                self.stderr.write(
+                    f"note: listening on {host}, but only {', '.join(settings.ALLOWED_HOSTS)} are accepted as "
+                    "host names; set DJANGO_ALLOWED_HOSTS to the name people will use (e.g. cloudseam.example.com)"
+                )
             self.stdout.write("Press Ctrl-C to stop.")
             sys.stdout.flush()
             self._supervise(web, pool, env, logs, children, stopping)
