@@ -143,7 +143,7 @@ def parse(text: str | bytes) -> Parsed:
     except _Fatal as fatal:
         return Parsed(None, (YamlProblem(fatal.path, fatal.line, fatal.message),))
     except yaml.YAMLError as exc:
-        return Parsed(None, (YamlProblem("", _error_line(exc, decoded), _error_message(exc)),))
+        return Parsed(None, (YamlProblem("", _error_line(exc, decoded), _error_message(exc, decoded)),))
 
 
 # --- text in ------------------------------------------------------------------------------------
@@ -505,11 +505,23 @@ def _error_line(exc: yaml.YAMLError, text: str) -> int | None:
     return None
 
 
-def _error_message(exc: yaml.YAMLError) -> str:
+def _at_mark(exc: yaml.YAMLError, text: str) -> str:
+    """The character the parser stopped at ("" when unknown)."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is None:
+        return ""
+    lines = text.splitlines()
+    line = lines[mark.line] if mark.line < len(lines) else ""
+    return line[mark.column] if mark.column < len(line) else ""
+
+
+def _error_message(exc: yaml.YAMLError, text: str = "") -> str:
     if isinstance(exc, yaml.reader.ReaderError):
         char = exc.character
         shown = f"#x{char:04x}" if isinstance(char, int) else repr(char)
         return f"this is not valid YAML: unacceptable character {shown} ({exc.reason})"
     parts = [getattr(exc, "context", None), getattr(exc, "problem", None)]
     detail = ", ".join(str(part) for part in parts if part) or str(exc).splitlines()[0]
+    if _at_mark(exc, text) == "\t":
+        return "this is not valid YAML: a tab character is used for indentation; YAML indents with spaces only"
     return f"this is not valid YAML: {detail}"

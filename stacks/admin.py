@@ -331,7 +331,8 @@ class TaskAdmin(RoleAdminMixin, admin.ModelAdmin):
                 continue
             outcomes.extend(for_each_stack([stack], lambda key, event=event: services.send(
                 key, event, actor=actor(request), source="admin")))
-        report(self, request, outcomes, "Retried (all failed, else all pending, tasks of each stack)")
+        report(self, request, outcomes, "Sent to run again (a stack's failed tasks, or its pending ones if none "
+                                        "failed)")
 
 
 # --- history ------------------------------------------------------------------------------------

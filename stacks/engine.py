@@ -7,6 +7,7 @@ Public: `apply_event`, `merge_metadata` (§3 step 3), `is_removable` (§3 step 6
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -169,7 +170,8 @@ def _apply(
         return _user_event(machine, stack, event, new_id)
     raise EventRejected(
         "not_accepted",
-        f"event {event} is not an event of this machine; its events: {_listing(machine.events)}",
+        f"event {event} is not an event of this machine; its events: {_listing(machine.events)}"
+        + _suggestion(event, machine.events),
     )
 
 
@@ -374,3 +376,9 @@ def _all_satisfied(tasks: Iterable[TaskInstance]) -> bool:
 
 def _listing(names: Iterable[str]) -> str:
     return ", ".join(names) or "none"
+
+
+def _suggestion(name: str, known: Iterable[str]) -> str:
+    """"; did you mean FREEZE?" for a near miss (a typo), nothing otherwise."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]}?" if close else ""

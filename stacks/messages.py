@@ -81,6 +81,8 @@ def _event(data: Mapping) -> str:
     raw = event if event is not None else action
     if raw is None or raw == "":
         raise BadMessage("event is required: the name of the event to apply, e.g. \"LAUNCH\"")
+    if isinstance(raw, str) and not EVENT_RE.match(raw) and EVENT_RE.match(raw.upper()):
+        raise BadMessage(f"event names are upper case: did you mean {raw.upper()}?")
     if not isinstance(raw, str) or not EVENT_RE.match(raw):
         raise BadMessage(
             f"event must be an upper-case name of letters, digits, '-' or '_' (at most 63), e.g. "

@@ -146,7 +146,8 @@ def _load_or_create(msg: EventMessage, actor: str | Actor) -> tuple[Stack, bool]
     if not msg.machine:
         raise Rejected(
             "unknown_stack",
-            f"stack {msg.stack_id} does not exist; send machine to create it with its first event",
+            f"stack {msg.stack_id} does not exist; to create it, name its machine with this first event "
+            "(machine in the API, --machine on the command line)",
         )
     machine = Machine.objects.select_related("current_version").filter(name=msg.machine).first()
     if machine is None:
@@ -230,13 +231,13 @@ def _apply(msg: EventMessage, *, actor: str | Actor, source: str) -> EventResult
     if outcome.ignored:  # a stale report: recorded, but the stack (metadata included) stays as it was
         snapshot = stack_json(stack, tasks)
         record = _record(msg, stack, actor, source, OUTCOME_IGNORED, stack.state, stack.state,
-                         outcome.ignored_reason or "", 200, snapshot)
+                         outcome.ignored_reason or "", 200, snapshot, tasks=tasks)
         _after_commit_history(stack.key, record)
         return EventResult(200, snapshot, OUTCOME_IGNORED, stack=stack)
     current = _persist(stack, tasks, before, outcome, machine)
     snapshot = stack_json(stack, current)
     record = _record(msg, stack, actor, source, OUTCOME_APPLIED, None if _created else before.state, stack.state,
-                     "", 200, snapshot)
+                     "", 200, snapshot, tasks=tasks)
     by_id = {t.id: t for t in current}
     jobs = [job_for(by_id[t_id], machine.tasks[by_id[t_id].name]) for t_id in outcome.dispatch]
     after_commit_effects(snapshot, event=event_json(record), jobs=jobs, cancelled=outcome.cancelled)
@@ -244,7 +245,8 @@ def _apply(msg: EventMessage, *, actor: str | Actor, source: str) -> EventResult
 
 
 def _record(msg: EventMessage, stack: Stack | None, actor, source: str, outcome: str, from_state: str | None,
-            to_state: str | None, error: str, status: int, response: dict, *, keep_id: bool = True) -> StackEvent:
+            to_state: str | None, error: str, status: int, response: dict, *, keep_id: bool = True,
+            tasks: list[Task] = ()) -> StackEvent:
     """One history entry; with its message id (unless told not to), so a repeat gets this answer."""
     return StackEvent.objects.create(
         stack=stack,
@@ -257,7 +259,7 @@ def _record(msg: EventMessage, stack: Stack | None, actor, source: str, outcome:
         to_state=to_state,
         error=error,
         metadata=dict(msg.metadata),
-        task_ref=_task_ref_text(msg.task),
+        task_ref=_task_label(msg.task, tasks),
         message_id=msg.message_id if keep_id else None,
         status_code=status,
         response=response,
@@ -269,10 +271,17 @@ def _after_commit_history(stack_key: str, record: StackEvent) -> None:
     transaction.on_commit(lambda: live.publish_history(stack_key, entry))
 
 
-def _task_ref_text(ref: Mapping | None) -> str:
+def _task_label(ref: Mapping | None, tasks: list[Task] = ()) -> str:
+    """How history names the task a report is about: its name, and the instance when sent by id."""
     if not ref:
         return ""
-    return f"id:{ref['id']}" if "id" in ref else f"name:{ref['name']}"
+    if "name" in ref:
+        return ref["name"]
+    task_id = ref["id"]
+    name = next((t.name for t in tasks if t.id == task_id), None)
+    if name is None:
+        name = Task.objects.filter(pk=task_id).values_list("name", flat=True).first()
+    return f"{name} (instance {task_id[:8]})" if name else f"instance {task_id[:8]}"
 
 
 def _persist(stack: Stack, old_tasks: list[Task], before: engine.StackSnapshot, outcome: engine.Outcome,

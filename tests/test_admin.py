@@ -321,7 +321,7 @@ def test_it_retries_failed_tasks_from_the_task_list(client, otto, machine):
 
     response = run_action(client, TASKS, "retry", [failed])
 
-    assert any(m.startswith("Retried") and "alpha" in m for m in messages_of(response))
+    assert any(m.startswith("Sent to run again") and "alpha" in m for m in messages_of(response))
     assert Task.objects.get(stack__key="alpha", name="build", current=True).status == PENDING
     assert [(e.event, e.actor) for e in admin_history("alpha")] == [("RETRY_FAILED_TASKS", "otto")]
     assert satisfied_elsewhere.status == PENDING and admin_history("beta") == []

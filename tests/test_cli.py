@@ -84,7 +84,16 @@ def test_it_sends_events_and_exits_1_with_the_error(simple_machine):
     assert stack["metadata"] == {"n": 3, "flag": True, "text": "hello world"}
     with pytest.raises(CommandError) as refused:
         run("send_event", "cli-1", "LAUNCH")
-    assert refused.value.returncode == 1 and "not accepted" in str(refused.value) and "409" in str(refused.value)
+    assert refused.value.returncode == 1 and "not accepted" in str(refused.value)
+    with pytest.raises(CommandError) as unknown:
+        run("send_event", "nosuch", "LAUNCH")
+    assert "--machine on the command line" in str(unknown.value)
+    with pytest.raises(CommandError) as lower:
+        run("send_event", "cli-1", "destroy")
+    assert "did you mean DESTROY?" in str(lower.value)
+    with pytest.raises(CommandError) as nested:
+        run("send_event", "cli-1", "NOTE", "--meta", 'y={"a": 1}')
+    assert "must be flat" in str(nested.value)
     with pytest.raises(CommandError) as bad_meta:
         run("send_event", "cli-1", "NOTE", "--meta", "novalue")
     assert "KEY=VALUE" in str(bad_meta.value)

@@ -69,7 +69,7 @@ def test_it_shows_a_failing_shell_task_as_error_with_its_exit_code_and_retries_i
     stack = server.wait_for("flaky-1", lambda s: any(t["status"] == "ERROR" for t in s["tasks"]), timeout=60)
     failed = next(t for t in stack["tasks"] if t["status"] == "ERROR")
     assert failed["name"] == "health-check" and "exited with code 3" in failed["errorMessage"]
-    assert "healthy = None" in failed["errorMessage"]
+    assert "metadata healthy = null" in failed["errorMessage"]
     server.api("POST", "/api/events", {"stackId": "flaky-1", "event": "UPDATE_METADATA",
                                        "metadata": {"healthy": True}})
     status, retried = server.api("POST", "/api/events", {"stackId": "flaky-1", "event": "RETRY_FAILED_TASKS"})

@@ -657,3 +657,9 @@ def test_it_leaves_running_pending_tasks_alone_when_retrying_pending_ones():
     all_busy = dataclasses.replace(busy, tasks=tuple(dataclasses.replace(t, running=True) for t in busy.tasks))
     with pytest.raises(EventRejected, match="its pending tasks are running right now"):
         apply_event(m, all_busy, "RETRY_PENDING_TASKS", new_id=ids("x"))
+
+
+def test_it_suggests_the_event_a_typo_meant():
+    with pytest.raises(EventRejected) as error:
+        apply_event(qa_env(), stack("RUN"), "FREEZ", new_id=ids())
+    assert error.value.message.endswith("; did you mean FREEZE?")

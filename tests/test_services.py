@@ -252,3 +252,11 @@ def test_it_does_not_retry_a_pending_task_whose_worker_is_alive(simple_machine):
     Task.objects.filter(pk=running["id"]).update(started_at=timezone.now(), heartbeat_at=timezone.now())
     retried = handle_event({"stackId": "feature-1", "event": "RETRY_PENDING_TASKS"}, actor="t", source="api").body
     assert retried["tasks"][0]["id"] == running["id"] and retried["tasks"][1]["id"] != waiting["id"]
+
+
+def test_it_names_tasks_in_history_by_name_and_instance(simple_machine):
+    first = launch().body["tasks"][0]["id"]
+    complete("feature-1", "cert")
+    handle_event({"stackId": "feature-1", "event": "TASK_COMPLETED", "task": {"id": first}}, actor="w", source="worker")
+    labels = list(StackEvent.objects.filter(event="TASK_COMPLETED").order_by("id").values_list("task_ref", flat=True))
+    assert labels == ["cert", f"db (instance {first[:8]})"]

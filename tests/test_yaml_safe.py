@@ -403,3 +403,10 @@ def test_it_gives_the_same_result_with_the_pure_python_parser():
     python = yaml_safe._read_document(text, yaml_safe._PythonReader)
     assert python == libyaml
     assert python.data["states"]["ON"]["on"].lines == libyaml.data["states"]["ON"]["on"].lines
+
+
+def test_it_says_plainly_that_tabs_cannot_indent_yaml():
+    from machines_app import spec
+
+    problem = spec.validate("version: 1\nstates:\n\tINIT: {}\n").errors[0]
+    assert problem.line == 3 and "YAML indents with spaces only" in problem.message

@@ -8,12 +8,16 @@ from django.core.management.base import BaseCommand, CommandError
 from stacks.services import handle_event
 
 
-def _meta_value(raw: str):
-    """k=v values stay strings unless they are JSON numbers, booleans or null."""
+def _meta_value(key: str, raw: str):
+    """k=v values stay strings unless they are JSON numbers, booleans or null; objects are refused
+    as everywhere else (metadata is flat), rather than stored as text that looks like JSON."""
     try:
         value = json.loads(raw)
     except ValueError:
         return raw
+    if isinstance(value, dict | list):
+        raise CommandError(f"--meta {key}: metadata must be flat; give a string, number, boolean or null",
+                           returncode=2)
     return value if isinstance(value, int | float | bool) or value is None else raw
 
 
@@ -34,7 +38,7 @@ class Command(BaseCommand):
         message = self._message(options)
         result = handle_event(message, actor=_cli_actor(), source="cli")
         if not result.ok:
-            raise CommandError(f"{result.body['error']} (status {result.status})", returncode=1)
+            raise CommandError(result.body["error"], returncode=1)
         self.stdout.write(json.dumps(result.body, indent=2))
 
     def _message(self, options) -> dict:
@@ -51,7 +55,7 @@ class Command(BaseCommand):
                 key, sep, value = item.partition("=")
                 if not sep:
                     raise CommandError(f"--meta takes KEY=VALUE; got {item!r}", returncode=2)
-                message["metadata"][key] = _meta_value(value)
+                message["metadata"][key] = _meta_value(key, value)
         for field, key in (("task", "task"), ("description", "description"), ("message_id", "id")):
             if options[field]:
                 message[key] = {"name": options[field]} if field == "task" else options[field]
