@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from django.contrib import messages
 from django.core.paginator import Page, Paginator
-from django.db.models import F
+from django.db.models import Count, F, Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -171,6 +171,9 @@ def _page_data(stack: Stack, machine, tasks: list[Task], history: Page) -> dict:
             for state in machine.states
         },
         "nodeIds": {state: diagrams.svg_node_id(state) for state in machine.states},
+        # For external tasks that appear while the page is open (their buttons are built in the browser).
+        "instructions": {name: t.config.get("instructions", "") for name, t in machine.tasks.items()
+                         if t.config.get("instructions")},
         "stack": stack_json(stack, tasks),
         "history": [event_json(e) for e in history.object_list],
         "liveHistory": history.number == 1,
@@ -178,6 +181,15 @@ def _page_data(stack: Stack, machine, tasks: list[Task], history: Page) -> dict:
         "outputUrl": reverse("stacks-output", args=[stack.key]),
         "detailUrl": reverse("stacks-detail", args=[stack.key]),
     }
+
+
+def task_rows(machine, tasks: list[Task]) -> list[tuple[Task, str]]:
+    """Each current task with what its machine tells the person who completes it (external tasks)."""
+    rows = []
+    for task in tasks:
+        definition = machine.tasks.get(task.name)
+        rows.append((task, definition.config.get("instructions", "") if definition else ""))
+    return rows
 
 
 def detail_context(request: HttpRequest, stack: Stack, **extra) -> dict:
@@ -191,6 +203,7 @@ def detail_context(request: HttpRequest, stack: Stack, **extra) -> dict:
     context = {
         "stack": stack,
         "tasks": tasks,
+        "task_rows": task_rows(machine, tasks),
         "progress": Progress.of(tasks),
         "history": history,
         "events": [] if stack.removed else event_choices(machine, stack.state),
@@ -347,11 +360,25 @@ def first_events() -> dict[str, list[str]]:
     return found
 
 
+def busiest_machine(names: list[str]) -> str:
+    """Of `names`, the machine most active stacks use; ties by name, and the first name when none is used."""
+    busiest = (
+        Machine.objects.filter(name__in=names)
+        .annotate(active=Count("stacks", filter=Q(stacks__removed_at__isnull=True)))
+        .filter(active__gt=0)
+        .order_by("-active", "name")
+        .values_list("name", flat=True)
+        .first()
+    )
+    return busiest or next(iter(names), "")
+
+
 @role_required(ROLE_OPERATOR)
 def stack_new(request: HttpRequest) -> HttpResponse:
     """Create a stack by sending its first event; on success, land on its page to watch it go."""
     events = first_events()
-    initial = {"machine": request.GET.get("machine", "")}
+    asked = request.GET.get("machine", "")
+    initial = {"machine": asked if asked in events else busiest_machine(list(events))}
     form = NewStackForm(request.POST if request.method == "POST" else None, first_events=events, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data

@@ -116,6 +116,19 @@ def expect_current(page: Page, state: str) -> None:
     expect(page.locator("#diagram g.node.current")).to_have_count(1)
 
 
+def line_count(locator) -> int:
+    """How many lines the element's text takes on screen."""
+    return locator.evaluate("""(el) => {
+        const range = document.createRange();
+        range.selectNodeContents(el);
+        return Math.round(range.getBoundingClientRect().height / parseFloat(getComputedStyle(el).lineHeight));
+    }""")
+
+
+def page_width(page: Page) -> int:
+    return page.evaluate("document.documentElement.scrollWidth")
+
+
 def launch(server, stack_id: str, machine: str, **fields) -> dict:
     status, body = server.api("POST", "/api/events", {"stackId": stack_id, "event": "LAUNCH", "machine": machine,
                                                       **fields})
@@ -167,6 +180,49 @@ def test_it_creates_a_stack_from_the_form_and_follows_it_live(logged_in: Page, c
     expect(page.locator("#metadata-table")).to_contain_text("v1.2.3")
     assert_no_reload(page)
     shoot(page, "stack-running")
+
+
+def test_it_never_calls_an_invalid_id_free(logged_in: Page):
+    """A lookup for "Bad" (valid) answers after the field became "Bad id!": the answer is dropped."""
+    page = logged_in
+    page.goto("/stacks/new/")
+    check = page.locator("#stack-id-check")
+    with page.expect_response(re.compile(r"/api/stacks/Bad$")):
+        page.locator("#id_stack_id").press_sequentially("Bad id!")
+    page.wait_for_timeout(500)  # time for the page to handle the late answer
+    expect(check).to_contain_text("Use 1 to 63 letters")
+    expect(check).not_to_contain_text("free")
+    expect(page.locator("#id_stack_id")).to_have_attribute("aria-invalid", "")
+    page.locator("#id_stack_id").fill(unique("good"))
+    expect(check).to_contain_text("is free")
+
+
+def test_it_fits_a_phone_screen(logged_in: Page, cloudseam_server):
+    page = logged_in
+    stack_id = unique("phone")
+    launch(cloudseam_server, stack_id, "flaky-deploy", metadata={"apiImageTag": "v1.2.3", "healthy": True})
+    cloudseam_server.wait_for(stack_id, lambda s: s["state"] == "APPROVAL")
+    page.goto(f"/stacks/{stack_id}/")
+    page.click("details[data-event=DESTROY] summary")
+    expect(page.locator("details[data-event=DESTROY] .confirm-prompt")).to_have_text(f"Type {stack_id} to confirm")
+    assert line_count(page.locator("details[data-event=DESTROY] .confirm-prompt")) == 1
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page_width(page) == 390
+    assert line_count(page.locator("#metadata-table th").filter(has_text="apiImageTag")) == 1  # not "apiImageTa/g"
+    instructions = page.locator("tbody.task").filter(has_text="approve").locator(".task-instructions")
+    expect(instructions).to_have_text("Check the deployment, then mark this task done.")
+    box = instructions.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= 390
+    shoot(page, "stack-approval-narrow")
+    page.goto("/tokens/")
+    page.fill("#id_name", "CI deploys for the staging cluster")
+    page.click("#new-token button[type=submit]")
+    expect(page.locator("#raw-token")).to_be_visible()
+    assert page_width(page) == 390
+    page.goto("/tokens/")
+    expect(page.locator("#tokens tbody th").first).to_be_visible()
+    assert page_width(page) == 390  # the table scrolls in its frame; the page does not
+    shoot(page, "tokens-narrow")
 
 
 def test_it_shows_new_and_changed_stacks_on_the_dashboard_live(logged_in: Page, cloudseam_server):
@@ -244,6 +300,7 @@ def test_it_retries_a_failing_task_after_fixing_metadata_and_completes_an_extern
     expect(page.locator("#stack-state")).to_have_text("APPROVAL")
     expect_current(page, "APPROVAL")
     approve = page.locator("tbody.task").filter(has_text="approve")
+    expect(approve.locator(".task-instructions")).to_have_text("Check the deployment, then mark this task done.")
     approve.get_by_role("button", name="Mark done").click()
     expect(page.locator("#stack-state")).to_have_text("LIVE")
     expect(page.locator("#history")).to_contain_text("RETRY_FAILED_TASKS")
@@ -302,6 +359,24 @@ def test_it_shows_errors_of_an_invalid_machine_in_the_editor(logged_in: Page, cl
     page.click("#save-button")
     expect(page).to_have_url(re.compile(r"/machines/broken-[0-9a-f]+/$"))
     expect(page.locator(".messages")).to_contain_text("version 1")
+
+
+def test_it_shows_a_single_spaced_diff_of_two_versions(logged_in: Page, cloudseam_server):
+    page = logged_in
+    name = unique("diff")
+    first = BROKEN_MACHINE.replace("RUNN", "RUN")
+    for text in (first, first.replace("events: [LAUNCH]", "events: [LAUNCH, STOP]")):
+        status, body = cloudseam_server.api("PUT", f"/api/machines/{name}", raw=text.encode(),
+                                            content_type="application/yaml")
+        assert status in (200, 201), body
+    page.goto(f"/machines/{name}/?a=1&b=2")
+    lines = page.locator("pre.diff").inner_text().split("\n")
+    assert lines.index("+events: [LAUNCH, STOP]") == lines.index("-events: [LAUNCH]") + 1
+    assert "" not in lines[:-1]  # as it is copied, too
+    tops = page.locator("pre.diff span").evaluate_all("(spans) => spans.map((s) => s.getBoundingClientRect().top)")
+    line_height = page.locator("pre.diff").evaluate("(pre) => parseFloat(getComputedStyle(pre).lineHeight)")
+    assert all(abs(b - a - line_height) < 1 for a, b in zip(tops, tops[1:], strict=False)), (tops, line_height)
+    shoot(page, "machine-diff")
 
 
 def vendored(path: str) -> None:

@@ -7,7 +7,9 @@ browser without JavaScript sends them; the page scripts send the same forms aski
 
 from __future__ import annotations
 
+import html as html_text
 import json
+import re
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -46,6 +48,8 @@ states:
 tasks:
   approve:
     executor: external
+    config:
+      instructions: "Check the shop & <b>sign</b> off, then mark this task done."
   check:
     executor: external
 """
@@ -53,6 +57,7 @@ tasks:
 SHOP_V2 = SHOP.replace("events: [LAUNCH, PING, PAUSE, DESTROY]", "events: [LAUNCH, PING, PAUSE, DESTROY, EXTRA]")
 
 XSS = "<img src=x onerror=alert(1)>"
+OTHER = SHOP.replace("tasks:\n  approve:", "tasks:\n  approve2:").replace("[approve, check]", "[approve2, check]")
 
 
 def _user(name: str, group: str | None) -> User:
@@ -217,6 +222,16 @@ def test_it_keeps_the_machine_editor_for_admins(as_operator, as_admin, shop):
     assert as_admin.get(reverse("machines-edit", args=["shop"])).status_code == 200
 
 
+def test_it_links_to_the_admin_for_staff_users_whatever_their_role(shop):
+    admin_link = f'href="{reverse("admin:index")}"'
+    for name, group, staff in (("vera", "viewer", True), ("otto", "operator", True), ("ada", "admin", False)):
+        user = _user(name, group)
+        user.is_staff = staff
+        user.save()
+        html = _client(user).get(reverse("stacks-dashboard")).content.decode()
+        assert (admin_link in html) == staff, name
+
+
 def test_it_shows_who_is_logged_in_and_their_role(as_operator, shop):
     html = as_operator.get(reverse("stacks-dashboard")).content.decode()
     assert "otto" in html and "role-operator" in html
@@ -295,7 +310,8 @@ def test_it_asks_to_type_the_stack_id_for_events_that_end_the_stack(as_operator,
     stack = launch()
     url = reverse("stacks-event", args=[stack.key])
     html = as_operator.get(reverse("stacks-detail", args=[stack.key])).content.decode().split("<template")[0]
-    assert 'data-confirm="feature-1"' in html and "Type <strong>feature-1</strong> to confirm" in html
+    assert 'data-confirm="feature-1"' in html
+    assert '<span class="confirm-prompt">Type <strong>feature-1</strong> to confirm</span>' in html  # one flex item
     refused = as_operator.post(url, {"event": "DESTROY", "confirm": "feature"})
     assert refused.status_code == 400
     assert b"type the stack id to confirm" in refused.content
@@ -363,6 +379,32 @@ def test_it_marks_external_tasks_done_or_failed_with_a_reason(as_operator, shop)
     as_operator.post(url, {"task": "approve", "outcome": "done"})
     stack.refresh_from_db()
     assert stack.state == "RUN"  # both done: NEXT fired
+
+
+def _task_body(html: str, name: str) -> str:
+    start = html.index(f'<span class="task-name">{name}</span>')
+    return html[start:html.index("</tbody>", start)]
+
+
+def test_it_shows_an_external_tasks_instructions_by_its_buttons_as_text(as_operator, shop):
+    stack = waiting_stack()
+    html = as_operator.get(reverse("stacks-detail", args=[stack.key])).content.decode().split("<template")[0]
+    approve, check = _task_body(html, "approve"), _task_body(html, "check")
+    actions = approve[approve.index("data-task-actions"):]
+    expected = "Check the shop &amp; &lt;b&gt;sign&lt;/b&gt; off, then mark this task done."
+    assert f'<p class="task-instructions">{expected}</p>' in actions
+    assert actions.index(expected) < actions.index("Mark done")
+    assert "<b>sign</b>" not in html
+    assert "task-instructions" not in check  # no instructions in its config
+
+
+def test_it_names_the_task_of_a_history_entry_without_prefixes(as_operator, shop):
+    stack = waiting_stack()
+    as_operator.post(reverse("stacks-task", args=[stack.key]), {"task": "approve", "outcome": "done"})
+    html = as_operator.get(reverse("stacks-detail", args=[stack.key])).content.decode()
+    history = html[html.index('id="history"'):]
+    assert "via ui · task approve</div>" in history
+    assert "name:" not in history and "id:" not in history
 
 
 def test_it_upgrades_a_stack_to_the_newest_machine_version(as_operator, shop):
@@ -550,6 +592,29 @@ def test_it_creates_a_stack_from_the_form(as_operator, shop):
     assert (stack.state, stack.metadata) == ("RUN", {"owner": "me"})
 
 
+def _selected_machine(page: str) -> list[str]:
+    select = page[page.index('<select name="machine"'):]
+    return re.findall(r'<option value="([^"]+)" selected>', select[:select.index("</select>")])
+
+
+def test_it_preselects_the_machine_most_active_stacks_use(as_operator, shop):
+    save_machine("other", OTHER, actor="test", source="test")
+    assert _selected_machine(as_operator.get(reverse("stacks-new")).content.decode()) == ["other"]  # none used: first
+    launch("s1")
+    for key in ("o1", "o2"):
+        assert services.send(key, "LAUNCH", machine="other", actor="test", source="test").ok
+    removed_stack("gone-1")
+    removed_stack("gone-2")  # removed stacks do not count
+    assert _selected_machine(as_operator.get(reverse("stacks-new")).content.decode()) == ["other"]
+    launch("s2")
+    launch("s3")
+    assert _selected_machine(as_operator.get(reverse("stacks-new")).content.decode()) == ["shop"]
+    asked = as_operator.get(reverse("stacks-new"), {"machine": "other"}).content.decode()
+    assert _selected_machine(asked) == ["other"]
+    unknown = as_operator.get(reverse("stacks-new"), {"machine": "nope"}).content.decode()
+    assert _selected_machine(unknown) == ["shop"]
+
+
 def test_it_refuses_a_taken_id_a_bad_id_and_a_wrong_first_event(as_operator, shop):
     launch("taken")
     cases = [
@@ -570,6 +635,21 @@ def test_it_refuses_bad_metadata_on_a_new_stack(as_operator, shop):
     response = as_operator.post(reverse("stacks-new"), data)
     assert response.status_code == 400 and b"metadata must be flat" in response.content
     assert not Stack.objects.filter(key="fresh").exists()
+
+
+# --- tokens ----------------------------------------------------------------------------------------------
+
+
+def test_it_lays_out_the_tokens_page_like_the_other_pages(as_operator):
+    page = as_operator.get(reverse("tokens-list")).content.decode()
+    assert '<div class="table-wrap">\n  <table class="data-table tokens-table" id="tokens">' in page  # scrolls alone
+    form = page[page.index('id="new-token"'):page.index("</form>", page.index('id="new-token"'))]
+    assert 'class="stacked-form"' in form and "<p><label" not in form  # fields, not as_p
+    assert form.count('<div class="field">') == 3
+    assert 'aria-describedby="id_name_helptext"' in form and '<p class="help" id="id_name_helptext">' in form
+    refused = as_operator.post(reverse("tokens-create"), {"name": "", "role": "operator", "expires": "7"})
+    assert refused.status_code == 400
+    assert '<p class="field-error">This field is required.</p>' in refused.content.decode()
 
 
 # --- removed stacks ----------------------------------------------------------------------------------------
@@ -617,7 +697,20 @@ def test_it_shows_an_older_version_and_a_diff(as_viewer, shop):
     diff = as_viewer.get(reverse("machines-detail", args=["shop"]), {"a": 2, "b": 1}).content.decode()
     assert "Changes from v1 to v2" in diff
     assert 'class="diff-add">+events: [LAUNCH, PING, PAUSE, DESTROY, EXTRA]' in diff
+    lines = _diff_lines(diff)
+    removed, added = "-events: [LAUNCH, PING, PAUSE, DESTROY]", "+events: [LAUNCH, PING, PAUSE, DESTROY, EXTRA]"
+    assert lines.index(added) == lines.index(removed) + 1  # single-spaced: no blank line between them
+    assert "" not in lines and lines[:2] == ["--- version 1", "+++ version 2"]
     assert as_viewer.get(reverse("machines-detail", args=["shop"]), {"version": 9}).status_code == 404
+
+
+def _diff_lines(page: str) -> list[str]:
+    """The lines of the diff's <pre> as text: one span per line, each followed by its newline."""
+    start = page.index('<pre class="diff">') + len('<pre class="diff">')
+    pre = page[start:page.index("</pre>", start)]
+    assert re.fullmatch(r'(<span class="diff-\w+">[^<\n]*</span>\n)+', pre)  # no other text, no newline inside
+    text = html_text.unescape(re.sub(r"<[^>]+>", "", pre))
+    return text[:-1].split("\n")
 
 
 def test_it_exports_the_diagram(as_viewer, shop):

@@ -20,20 +20,20 @@ if (form) {
     idInput.toggleAttribute("aria-invalid", cls === "field-error");
   };
 
-  let asked = 0;
+  // Answers arrive late: a lookup started for an earlier value may finish after the field changed
+  // (even to an invalid id), so an answer counts only while it is still about what the field holds.
+  const current = () => idInput.value.trim();
   const lookUp = debounce(async (value) => {
-    const mine = ++asked;
     try {
       const response = await fetch(config.apiUrl.replace("STACK-ID", encodeURIComponent(value)), {
         headers: { Accept: "application/json" }, credentials: "same-origin",
       });
-      if (mine !== asked) return;
-      if (response.status === 404) {
-        say("field-ok", `✔ ${value} is free`);
-      } else if (response.ok) {
-        const stack = await response.json();
-        if (stack.removed) say("field-ok", `✔ ${value} is free (a removed stack used it before)`);
-        else say("field-error", `${value} already exists (${stack.state}). `, h("a", { href: config.stackUrl.replace("STACK-ID", encodeURIComponent(value)), text: "Open it" }));
+      const stack = response.ok ? await response.json() : null;
+      if (value !== current()) return;
+      if (response.status === 404 || stack?.removed) {
+        say("field-ok", `✔ ${value} is free${stack ? " (a removed stack used it before)" : ""}`);
+      } else if (stack) {
+        say("field-error", `${value} already exists (${stack.state}). `, h("a", { href: config.stackUrl.replace("STACK-ID", encodeURIComponent(value)), text: "Open it" }));
       }
     } catch {
       // The server checks again on submit.
@@ -41,12 +41,11 @@ if (form) {
   }, 300);
 
   idInput.addEventListener("input", () => {
-    const value = idInput.value.trim();
+    const value = current();
     if (!value) {
       check.replaceChildren();
       idInput.removeAttribute("aria-invalid");
     } else if (!STACK_ID.test(value)) {
-      asked += 1;
       say("field-error", "Use 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit.");
     } else {
       say("muted", "Checking…");

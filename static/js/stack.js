@@ -100,6 +100,8 @@ function taskActions(body, task) {
   if (existing) return;
   const actions = template.content.firstElementChild.cloneNode(true);
   for (const input of actions.querySelectorAll("input[name=task]")) input.value = task.name;
+  const instructions = (data.instructions || {})[task.name];
+  if (instructions) actions.prepend(h("p", { class: "task-instructions" }, instructions));
   body.querySelector(".task-more td").append(actions);
 }
 
