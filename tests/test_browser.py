@@ -518,3 +518,23 @@ def test_it_resyncs_a_stack_page_after_missing_updates(logged_in: Page, cloudsea
     expect(fresh.locator("#connection")).to_have_attribute("data-state", "live")
     assert picture(page) == picture(fresh)
     fresh.close()
+
+
+def test_it_announces_changes_and_works_from_the_keyboard(logged_in: Page, cloudseam_server):
+    """Screen-reader users hear state changes; every action is reachable without a mouse."""
+    page = logged_in
+    stack_id = unique("keys")
+    launch(cloudseam_server, stack_id, "qa-env")
+    cloudseam_server.wait_for(stack_id, lambda s: s["state"] == "RUN")
+    page.goto(f"/stacks/{stack_id}/")
+    expect(page.locator("#announcer")).to_have_attribute("aria-live", "polite")
+    freeze = page.locator("#event-actions").get_by_role("button", name=re.compile("^FREEZE"))
+    for _ in range(60):  # Tab through the page until the FREEZE button has the focus
+        if freeze.evaluate("button => button === document.activeElement"):
+            break
+        page.keyboard.press("Tab")
+    else:
+        raise AssertionError("the FREEZE button cannot be reached with the Tab key")
+    page.keyboard.press("Enter")
+    expect(page.locator("#stack-state")).to_have_text("FROZEN")
+    expect(page.locator("#announcer")).to_contain_text(f"{stack_id} is now in FROZEN")
