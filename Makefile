@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
-static/vendor/.npm-stamp: package.json
+static/vendor/.npm-stamp: package.json package-lock.json scripts/vendor_static.py
 	@command -v npm >/dev/null 2>&1 || { echo "npm is missing: install Node.js and npm (Debian: apt-get install npm), then run make again." >&2; exit 1; }
-	npm install --silent --no-audit --no-fund
+	npm ci --silent --no-audit --no-fund
 	$(BIN)/python scripts/vendor_static.py
 	@touch $@
 
