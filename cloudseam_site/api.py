@@ -56,6 +56,8 @@ def read_body(request: HttpRequest, *, kind: str = "json") -> object:
             raise ApiError(400, f"the request body is not valid JSON: {exc.msg} at line {exc.lineno}") from None
         except RecursionError:
             raise ApiError(400, "the JSON body is nested too deeply") from None
+        except ValueError as exc:  # e.g. an integer of thousands of digits
+            raise ApiError(400, f"the request body has a value CloudSeam cannot read: {str(exc)[:120]}") from None
     allowed = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain")
     if content_type not in allowed:
         raise ApiError(415, f"send the machine as application/yaml (got {content_type or 'no content type'})")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 POLICY = "; ".join(
     [
@@ -37,3 +37,20 @@ class ContentSecurityPolicyMiddleware:
         if not request.path.startswith(EXEMPT_PREFIXES):
             response.headers.setdefault("Content-Security-Policy", POLICY)
         return response
+
+
+class RejectNulMiddleware:
+    """A NUL character in a path or query string is refused before any view sees it.
+
+    PostgreSQL cannot store or compare text holding NUL; without this, a `?q=%00` would reach the
+    database driver and fail with a 500 instead of a clear 400.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", ""):
+            return JsonResponse({"error": "the address contains a NUL character (%00), which is never valid here"},
+                                status=400)
+        return self.get_response(request)

@@ -38,7 +38,8 @@ def save_machine(name: str, yaml_text: str, *, actor: str = "", source: str = ""
     """Validate and store `yaml_text` as the newest version of machine `name`.
 
     Content equal to an older version makes that version current again (an explicit revert) —
-    unless `revert` is False, as for folder syncs: a restart must not undo an edit made since.
+    unless `revert` is False, as for folder syncs, and the current version was saved elsewhere (the
+    editor, the API): a restart must not undo such an edit, but a file rolled back in git is a revert.
     """
     yaml_text = yaml_text.replace("\r\n", "\n")  # a browser's line endings must not make a new version
     name_error = spec.check_machine_name(name)
@@ -62,7 +63,8 @@ def _store(name, yaml_text, digest, actor, source, warnings, revert) -> SaveResu
     existing = machine.versions.filter(content_hash=digest).first()
     if existing is not None:
         if machine.current_version_id != existing.pk:
-            if not revert:
+            if not revert and machine.current_version.source != "folder":
+                # Edited in the browser or the API since: a folder sync must not undo that.
                 return SaveResult(machine.current_version, False, warnings, superseded=existing)
             machine.current_version = existing
             machine.save(update_fields=["current_version", "updated_at"])

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django import forms
+from django.conf import settings
 from django.db.models import QuerySet
 
 from stacks.messages import (
@@ -110,9 +111,11 @@ def metadata_changes(shown: Mapping, desired: Mapping) -> dict:
 
 
 def _shown_metadata(raw: str) -> dict | None:
+    if len(raw) > 2 * settings.API_MAX_BODY:
+        return None
     try:
         shown = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return shown if isinstance(shown, dict) else None
 

@@ -140,7 +140,9 @@ def _report(task: Task, result: TaskResult) -> str:
         # Nothing left to watch here: the completion comes through the API (external systems).
         Task.objects.filter(pk=task.id).update(heartbeat_at=None)
         return "waiting"
-    Task.objects.filter(pk=task.id).update(finished_at=timezone.now(), heartbeat_at=None)
+    # The heartbeat stays until the report lands (handle_event clears it with the new status), so
+    # a retry in between still sees this task as running and leaves it alone.
+    Task.objects.filter(pk=task.id).update(finished_at=timezone.now())
     if result.ok:
         answer = send(task.stack.key, "TASK_COMPLETED", task={"id": task.id}, actor="worker", source="worker")
     else:

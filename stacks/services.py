@@ -134,6 +134,7 @@ def _load_or_create(msg: EventMessage, actor: str | Actor) -> tuple[Stack, bool]
         .first()
     )
     if stack is not None:
+        _check_scope(actor, stack.machine.name, stack)  # first: say nothing more to whom may not act here
         if msg.machine and msg.machine != stack.machine.name:
             raise Rejected(
                 "machine_mismatch",
@@ -141,7 +142,6 @@ def _load_or_create(msg: EventMessage, actor: str | Actor) -> tuple[Stack, bool]
                 "leave machine out or use the stack's own machine",
                 stack,
             )
-        _check_scope(actor, stack.machine.name, stack)
         return stack, False
     if not msg.machine:
         raise Rejected(
@@ -219,7 +219,8 @@ def _upgrade_machine(stack: Stack, before: engine.StackSnapshot) -> engine.Outco
 @transaction.atomic
 def _apply(msg: EventMessage, *, actor: str | Actor, source: str) -> EventResult:
     stack, _created = _load_or_create(msg, actor)
-    tasks = list(stack.tasks.filter(current=True).order_by("position"))
+    # Locked too: a worker claiming one of them waits, then sees whether a retry replaced it.
+    tasks = list(stack.tasks.filter(current=True).order_by("position").select_for_update())
     before = _snapshot(stack, tasks, engine.merge_metadata(stack.metadata, msg.metadata))
     machine = stack.machine_version.spec
     if _created and msg.event in SERVICE_EVENTS:
@@ -329,9 +330,9 @@ def _record_rejection(msg: EventMessage, exc: Rejected, *, actor: str, source: s
     stack = exc.stack
     if stack is not None:
         stack = Stack.objects.filter(pk=stack.pk).first()
-    # A refusal for who is asking says nothing about the message: the rightful sender of the same id
-    # must not be answered with someone else's 403.
-    keep_id = status != 403
+    # A refusal for who is asking (403), or for a stack that does not exist yet (404), says nothing
+    # about the message itself: the rightful sender of the same id must get its own answer later.
+    keep_id = status not in (403, 404)
     state = stack.state if stack else None
     try:
         with transaction.atomic():

@@ -242,3 +242,16 @@ def test_it_keeps_a_removed_stacks_history_reachable_after_its_id_is_reused(clie
     assert [h["event"] for h in history["results"]] == ["DESTROY", "LAUNCH"]
     active = client.get("/api/stacks", **op).json()["results"][0]
     assert client.get(f"/api/stacks/removed/{active['record']}", **op).status_code == 404
+
+
+def test_it_refuses_numbers_too_long_to_read(client, op, simple_machine):
+    body = '{"stackId": "a", "event": "LAUNCH", "machine": "simple", "metadata": {"n": ' + "9" * 5000 + "}}"
+    response = post_event(client, op, body)
+    assert response.status_code == 400 and "cannot read" in response.json()["error"]
+
+
+@pytest.mark.parametrize("path", ["/api/stacks?q=%00", "/api/stacks?machine=a%00b", "/api/stacks/a%00b",
+                                  "/?q=%00", "/stacks/a%00b/"])
+def test_it_refuses_nul_characters_in_addresses(client, op, path):
+    response = client.get(path, **op)
+    assert response.status_code == 400 and "NUL" in response.json()["error"]

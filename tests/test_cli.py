@@ -134,3 +134,13 @@ def test_it_stores_browser_line_endings_as_the_same_version(db):
     first = save_machine("simple", SIMPLE_MACHINE, actor="t")
     again = save_machine("simple", SIMPLE_MACHINE.replace("\n", "\r\n"), actor="t", source="editor")
     assert not again.created and again.version == first.version
+
+
+def test_it_takes_a_file_rolled_back_in_the_folder_as_a_revert(db, folder):
+    (folder / "broken.yaml").unlink()
+    run("load_machines", str(folder))
+    (folder / "simple.yml").write_text(SIMPLE_MACHINE + "\n# bad change\n")
+    run("load_machines", str(folder))
+    (folder / "simple.yml").write_text(SIMPLE_MACHINE)  # `git revert` of the bad change
+    run("load_machines", str(folder))
+    assert Machine.objects.get().current_version.number == 1

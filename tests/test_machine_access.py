@@ -110,3 +110,16 @@ def test_it_creates_limited_tokens_from_the_command_line(machines):
     from stacks.models import ApiToken
 
     assert list(ApiToken.objects.get(user__username="cici").machines.values_list("name", flat=True)) == ["qa-env"]
+
+
+def test_it_gives_an_outsider_no_way_to_claim_a_message_id(machines):
+    outsider = Actor("quinn", frozenset({"qa-env"}))
+    mismatch = handle_event({"stackId": "prod-1", "event": "DESTROY", "machine": "qa-env", "id": "m1"},
+                            actor=outsider, source="api")
+    assert mismatch.status == 403  # refused for who is asking, before anything about the stack is said
+    missing = handle_event({"stackId": "prod-9", "event": "LAUNCH", "id": "m2"}, actor=outsider, source="api")
+    assert missing.status == 404
+    assert handle_event({"stackId": "prod-1", "event": "DESTROY", "id": "m1"}, actor="ops", source="api").status == 200
+    created = handle_event({"stackId": "prod-9", "event": "LAUNCH", "machine": "prod", "id": "m2"}, actor="ops",
+                           source="api")
+    assert created.status == 200 and not created.repeated

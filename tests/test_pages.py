@@ -555,6 +555,9 @@ def test_it_refuses_rows_that_do_not_say_what_they_showed(as_operator, shop):
     data = {"meta_original": ["owner", "env"], "meta_key": ["owner", ""], "meta_value": ["carol", ""]}
     response = as_operator.post(reverse("stacks-metadata", args=[stack.key]), data)
     assert response.status_code == 400 and b"reload the page" in response.content
+    for hostile in ("[" * 200_000, "{" * 50):  # too deep to parse, or not JSON at all: the same answer
+        response = as_operator.post(reverse("stacks-metadata", args=[stack.key]), {**data, "meta_shown": hostile})
+        assert response.status_code == 400 and b"reload the page" in response.content
     stack.refresh_from_db()
     assert stack.metadata == {"owner": "alice", "env": "staging"}
 
