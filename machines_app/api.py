@@ -95,7 +95,7 @@ def machine_detail(request: HttpRequest, name: str) -> dict | JsonResponse:
         "yaml": version.yaml_text,
         "mermaid": diagrams.to_mermaid(parsed),
         "dot": diagrams.to_dot(parsed),
-        "warnings": [p.as_dict() for p in spec.validate(version.yaml_text).warnings],
+        "warnings": [p.as_dict() for p in version.warnings],
         "versions": [version_json(v) for v in machine.versions.order_by("-number")],
     }
 

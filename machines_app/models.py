@@ -15,8 +15,8 @@ def content_hash(yaml_text: str) -> str:
 
 
 @lru_cache(maxsize=256)
-def _parse_cached(digest: str, yaml_text: str) -> spec.Machine:
-    return spec.load(yaml_text)
+def _validated(digest: str, yaml_text: str) -> spec.Validation:
+    return spec.validate(yaml_text)
 
 
 class Machine(models.Model):
@@ -58,4 +58,12 @@ class MachineVersion(models.Model):
     @property
     def spec(self) -> spec.Machine:
         """The parsed machine; parsing is cached by content hash because versions never change."""
-        return _parse_cached(self.content_hash, self.yaml_text)
+        machine = _validated(self.content_hash, self.yaml_text).machine
+        if machine is None:  # only valid documents are ever saved; a hand-edited row would land here
+            raise spec.SpecError(list(_validated(self.content_hash, self.yaml_text).errors))
+        return machine
+
+    @property
+    def warnings(self) -> tuple[spec.Problem, ...]:
+        """The validator's warnings for this version, from the same cache as `spec`."""
+        return _validated(self.content_hash, self.yaml_text).warnings

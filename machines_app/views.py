@@ -196,7 +196,7 @@ def machine_detail(request: HttpRequest, name: str) -> HttpResponse:
         "diff_a": min(a, b) if diff is not None else None,
         "diff_b": max(a, b) if diff is not None else None,
         "yaml_lines": shown.yaml_text.splitlines(),
-        "warnings": spec.validate(shown.yaml_text).warnings,
+        "warnings": shown.warnings,
         "mermaid": diagrams.to_mermaid(shown.spec),
         "parsed": shown.spec,
         **diagram_context(shown),
