@@ -18,12 +18,14 @@ pytestmark = pytest.mark.e2e
 
 
 def _names(processes: list[psutil.Process]) -> str:
+    """Each process's program name and arguments (whole: a long install path must not hide them)."""
     out = []
     for p in processes:
         try:
-            out.append(" ".join(p.cmdline())[:80])
+            command = p.cmdline()
         except psutil.NoSuchProcess:
             continue
+        out.append(" ".join([command[0].rsplit("/", 1)[-1], *command[1:]]))
     return "; ".join(out)
 
 
