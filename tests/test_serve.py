@@ -18,14 +18,14 @@ pytestmark = pytest.mark.e2e
 
 
 def _names(processes: list[psutil.Process]) -> str:
-    """Each process's program name and arguments (whole: a long install path must not hide them)."""
+    """Each process's program name and arguments (redis-server rewrites its own command line, so
+    the kernel's process name is used for the program)."""
     out = []
     for p in processes:
         try:
-            command = p.cmdline()
+            out.append(" ".join([p.name(), *p.cmdline()[1:]]))
         except psutil.NoSuchProcess:
             continue
-        out.append(" ".join([command[0].rsplit("/", 1)[-1], *command[1:]]))
     return "; ".join(out)
 
 
