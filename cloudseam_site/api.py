@@ -16,8 +16,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
-from stacks.auth import authenticate_bearer
-from stacks.permissions import RANK, request_role
+from cloudseam_site.accounts.auth import authenticate_bearer
+from cloudseam_site.accounts.roles import RANK, request_role
 
 log = logging.getLogger(__name__)
 

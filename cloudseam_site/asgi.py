@@ -11,8 +11,8 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402 - Django must be set
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from cloudseam_site.accounts.auth import BearerTokenMiddleware  # noqa: E402
 from cloudseam_site.routing import websocket_urlpatterns  # noqa: E402
-from stacks.auth import BearerTokenMiddleware  # noqa: E402
 
 
 class OriginOrTokenValidator:

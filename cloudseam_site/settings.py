@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "django_rq",
+    "cloudseam_site.accounts",
     "machines_app",
     "stacks",
 ]
@@ -78,7 +79,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "stacks.permissions.role_context",
+                "cloudseam_site.accounts.roles.role_context",
             ],
         },
     },

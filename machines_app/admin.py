@@ -14,11 +14,11 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from cloudseam_site.accounts.admin_roles import RoleAdminMixin
+from cloudseam_site.accounts.models import ROLE_ADMIN
 from machines_app import spec
 from machines_app.models import Machine, MachineVersion
 from machines_app.services import InvalidMachine, save_machine
-from stacks.admin_forms import RoleAdminMixin
-from stacks.models import ROLE_ADMIN
 
 
 def numbered_yaml(text: str) -> str:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
 
+from cloudseam_site.accounts.models import ROLE_ADMIN, ROLE_VIEWER
+from cloudseam_site.accounts.roles import request_actor
 from cloudseam_site.api import ApiError, api_endpoint, read_body
 from machines_app import diagrams, spec
 from machines_app.models import Machine, MachineVersion
 from machines_app.services import InvalidMachine, save_machine
-from stacks.models import ROLE_ADMIN, ROLE_VIEWER
-from stacks.permissions import request_actor
 from stacks.snapshots import iso
 
 

@@ -20,12 +20,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST, require_safe
 
+from cloudseam_site.accounts.models import ROLE_ADMIN, ROLE_VIEWER
+from cloudseam_site.accounts.roles import role_required
 from machines_app import diagrams, spec
 from machines_app.forms import MachineForm
 from machines_app.models import Machine, MachineVersion
 from machines_app.services import InvalidMachine, save_machine
-from stacks.models import ROLE_ADMIN, ROLE_VIEWER, Stack
-from stacks.permissions import role_required
+from stacks.models import Stack
 
 log = logging.getLogger(__name__)
 

@@ -13,53 +13,11 @@ from dataclasses import dataclass, field
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from stacks.forms import METADATA_HELP, metadata_changes, parse_value
 from stacks.forms import format_value as cell_text
 from stacks.messages import BadMessage, check_metadata
-from stacks.models import ROLE_OPERATOR, ROLE_VIEWER, ROLES, ApiToken
-from stacks.permissions import RANK, has_role, user_role
-
-# --- roles inside the admin ---------------------------------------------------------------------
-
-
-class RoleAdminMixin:
-    """ModelAdmin permissions from CloudSeam roles; `None` means nobody, not even a superuser.
-
-    History must stay unchangeable for everybody, which Django's superuser shortcut would defeat,
-    so each kind of permission is answered here from the role alone.
-    """
-
-    view_role: str | None = ROLE_VIEWER
-    add_role: str | None = None
-    change_role: str | None = None
-    delete_role: str | None = None
-    operate_role: str | None = ROLE_OPERATOR  # admin actions that go through the services
-
-    @staticmethod
-    def _allowed(request: HttpRequest, role: str | None) -> bool:
-        return role is not None and has_role(request, role)
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return self._allowed(request, self.view_role)
-
-    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return self._allowed(request, self.view_role) or self.has_change_permission(request, obj)
-
-    def has_add_permission(self, request: HttpRequest, *args) -> bool:  # inlines pass the parent
-        return self._allowed(request, self.add_role)
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return self._allowed(request, self.change_role)
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return self._allowed(request, self.delete_role)
-
-    def has_operate_permission(self, request: HttpRequest) -> bool:
-        return self._allowed(request, self.operate_role)
-
 
 # --- metadata as a key/value table --------------------------------------------------------------
 
@@ -209,65 +167,3 @@ class SendEventForm(forms.Form):
         self.fields["event"].choices = [
             (event, f"{event} (accepted by {count} of {total} selected stacks)") for event, count in counts.items()
         ]
-
-
-# --- API tokens -----------------------------------------------------------------------------------
-
-
-def token_role_problem(user, role: str) -> str | None:
-    """Why `user` may not hold a token of `role`, or None; a token never outranks its user."""
-    if role not in dict(ROLES):
-        return f"unknown role {role!r}; roles: {', '.join(dict(ROLES))}"
-    has = user_role(user)
-    if has is None:
-        return f"{user.get_username()} has no CloudSeam role, so a token for them could do nothing"
-    if RANK[role] > RANK[has]:
-        return f"{user.get_username()} has the {has} role; a token cannot have more ({role})"
-    return None
-
-
-def roles_up_to(role: str | None) -> list[tuple[str, str]]:
-    return [(name, label) for name, label in ROLES if RANK[name] <= RANK[role]]
-
-
-class ApiTokenAdminForm(forms.ModelForm):
-    """Admins create a token for any user; the raw token is shown once on the next page."""
-
-    class Meta:
-        model = ApiToken
-        fields = ["user", "name", "role", "expires_at", "machines"]
-
-    def clean(self) -> dict:
-        cleaned = super().clean()
-        user, role = cleaned.get("user"), cleaned.get("role")
-        if user is not None and role:
-            problem = token_role_problem(user, role)
-            if problem:
-                self.add_error("role", problem)
-        return cleaned
-
-
-EXPIRY_CHOICES = [("7", "in 7 days"), ("30", "in 30 days"), ("90", "in 90 days"), ("365", "in a year"),
-                  ("never", "never")]
-
-
-class MyTokenForm(forms.Form):
-    """"My tokens": a person makes tokens for themselves, up to their own role."""
-
-    name = forms.CharField(max_length=100, help_text="What it is for, e.g. \"CI deploys\".")
-    role = forms.ChoiceField()
-    expires = forms.ChoiceField(choices=EXPIRY_CHOICES, initial="90", label="Expires")
-
-    def __init__(self, *args, user, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.user = user
-        self.fields["role"].choices = roles_up_to(user_role(user))
-        self.fields["role"].initial = ROLE_VIEWER  # least privilege unless asked for more
-
-    def clean_role(self) -> str:
-        role = self.cleaned_data["role"]
-        problem = token_role_problem(self.user, role)
-        if problem:
-            raise ValidationError(problem)
-        return role
-

@@ -6,9 +6,10 @@ from django.core.paginator import EmptyPage, Paginator
 from django.db.models import Q
 from django.http import HttpRequest, JsonResponse
 
+from cloudseam_site.accounts.models import ROLE_OPERATOR, ROLE_VIEWER
+from cloudseam_site.accounts.roles import request_actor
 from cloudseam_site.api import ApiError, api_endpoint, read_body
-from stacks.models import ROLE_OPERATOR, ROLE_VIEWER, Stack, StackEvent, current_tasks_by_stack
-from stacks.permissions import request_actor
+from stacks.models import Stack, StackEvent, current_tasks_by_stack
 from stacks.services import handle_event
 from stacks.snapshots import event_json, stack_json
 

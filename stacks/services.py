@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from cloudseam_site.accounts.roles import Actor
 from machines_app.models import Machine
 from stacks import engine, live
 from stacks.dispatch import after_commit_effects, job_for, job_id
@@ -29,7 +30,6 @@ from stacks.models import (
     Task,
     new_task_id,
 )
-from stacks.permissions import Actor
 from stacks.snapshots import event_json, stack_json
 
 log = logging.getLogger(__name__)

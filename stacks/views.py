@@ -18,6 +18,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
+from cloudseam_site.accounts.models import ROLE_OPERATOR, ROLE_VIEWER
+from cloudseam_site.accounts.roles import request_actor, role_required
 from machines_app import diagrams
 from machines_app.models import Machine
 from machines_app.views import diagram_context
@@ -37,15 +39,12 @@ from stacks.forms import (
 from stacks.models import (
     ERROR,
     PENDING,
-    ROLE_OPERATOR,
-    ROLE_VIEWER,
     SATISFIED,
     Stack,
     StackEvent,
     Task,
     current_tasks_by_stack,
 )
-from stacks.permissions import request_actor, role_required
 from stacks.snapshots import event_json, stack_json
 
 PAGE_SIZE = 50

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cloudseam_site.accounts.tokens import issue_token
 from stacks.models import Stack, StackEvent
-from stacks.tokens import create_token
 from tests.conftest import SIMPLE_MACHINE
 
 pytestmark = pytest.mark.postgres  # also run on PostgreSQL by `make test`
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.postgres  # also run on PostgreSQL by `make test`
 def bearer(make_user):
     def make(role: str) -> dict:
         user = make_user(f"api-{role}", role)
-        _, raw = create_token(user, name="tests", role=role)
+        _, raw = issue_token(None, user, name="tests", role=role)
         return {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
 
     return make

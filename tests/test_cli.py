@@ -12,8 +12,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from cloudseam_site.accounts.models import ApiToken, hash_token
 from machines_app.models import Machine, MachineVersion
-from stacks.models import ApiToken, hash_token
 from tests.conftest import SIMPLE_MACHINE
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,12 +8,13 @@ import json
 import pytest
 from django.core.management import call_command
 
+from cloudseam_site.accounts.models import MachineAccess
+from cloudseam_site.accounts.roles import Actor
+from cloudseam_site.accounts.tokens import issue_token
 from machines_app.models import Machine
 from machines_app.services import save_machine
-from stacks.models import MachineAccess, Stack, StackEvent
-from stacks.permissions import Actor
+from stacks.models import Stack, StackEvent
 from stacks.services import handle_event
-from stacks.tokens import create_token
 from tests.conftest import SIMPLE_MACHINE
 from tests.fixtures_roles import make_user
 
@@ -61,7 +62,7 @@ def test_it_limits_a_users_api_requests(client, qa_operator):
 
 def test_it_limits_a_token_to_its_machines_within_its_users(client, machines):
     user = make_user("tess", "operator")
-    token, raw = create_token(user, "ci", "operator")
+    token, raw = issue_token(None, user, "ci", "operator")
     token.machines.set(Machine.objects.filter(name="qa-env"))
     headers = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
     prod = client.post("/api/events", json.dumps({"stackId": "prod-1", "event": "DESTROY"}),
@@ -72,11 +73,11 @@ def test_it_limits_a_token_to_its_machines_within_its_users(client, machines):
 
 
 def test_it_gives_a_token_no_machine_its_user_may_not_change(machines):
-    from stacks.permissions import machine_scope
+    from cloudseam_site.accounts.roles import machine_scope
 
     user = make_user("uma", "operator")
     MachineAccess.objects.create(user=user).machines.set(Machine.objects.filter(name="qa-env"))
-    token, _ = create_token(user, "wide", "operator")
+    token, _ = issue_token(None, user, "wide", "operator")
     token.machines.set(Machine.objects.all())
     assert machine_scope(user, token) == frozenset({"qa-env"})
     assert machine_scope(make_user("free", "operator")) is None
@@ -107,7 +108,7 @@ def test_it_creates_limited_tokens_from_the_command_line(machines):
     out = io.StringIO()
     call_command("create_token", "cici", "--role", "operator", "--machine", "qa-env", stdout=out)
     assert "limited to qa-env" in out.getvalue()
-    from stacks.models import ApiToken
+    from cloudseam_site.accounts.models import ApiToken
 
     assert list(ApiToken.objects.get(user__username="cici").machines.values_list("name", flat=True)) == ["qa-env"]
 

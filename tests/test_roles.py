@@ -14,10 +14,11 @@ from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 from django.urls import reverse
 
+from cloudseam_site.accounts.models import ApiToken
+from cloudseam_site.accounts.tokens import issue_token
 from cloudseam_site.asgi import application
 from machines_app.models import Machine
-from stacks.models import ApiToken, Stack, StackEvent
-from stacks.tokens import create_token
+from stacks.models import Stack, StackEvent
 from tests.fixtures_roles import MACHINE, MACHINE_YAML, create_idle, fail_task, form_data, launch
 
 pytest_plugins = ["tests.fixtures_roles"]  # vera, otto, ada, people, machine
@@ -67,7 +68,7 @@ def test_it_enforces_roles_on_every_api_endpoint(client, people, machine, row, r
     if user is not None and auth == "session":
         client.force_login(user)
     elif user is not None:
-        headers["HTTP_AUTHORIZATION"] = f"Bearer {create_token(user, 'roles', role)[1]}"
+        headers["HTTP_AUTHORIZATION"] = f"Bearer {issue_token(None, user, 'roles', role)[1]}"
     stacks_before, versions_before = Stack.objects.count(), machine.machine.versions.count()
 
     response = call(client, method, path, body, content_type, **headers)
@@ -93,7 +94,7 @@ def test_it_enforces_roles_on_every_api_endpoint(client, people, machine, row, r
 )
 def test_it_gives_a_token_the_weaker_of_its_role_and_its_users(client, people, machine, user_role, token_role,
                                                                 method, path, body, content_type, status):
-    _, raw = create_token(people[user_role], "mismatched", token_role)  # made directly: the forms refuse this
+    _, raw = issue_token(None, people[user_role], "mismatched", token_role)  # made directly: the forms refuse this
     response = call(client, method, path, body, content_type, HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert response.status_code == status
     assert not Stack.objects.exists() and machine.machine.versions.count() == 1
@@ -124,8 +125,8 @@ ADMIN_PAGES = [
     ("machine-add", lambda ids: "/admin/machines_app/machine/add/", (302, 403, 403, 200)),
     ("machine-delete", lambda ids: f"/admin/machines_app/machine/{ids['machine']}/delete/", (302, 403, 403, 403)),
     ("versions", lambda ids: "/admin/machines_app/machineversion/", (302, 200, 200, 200)),
-    ("tokens", lambda ids: "/admin/stacks/apitoken/", (302, 403, 403, 200)),
-    ("token-add", lambda ids: "/admin/stacks/apitoken/add/", (302, 403, 403, 200)),
+    ("tokens", lambda ids: "/admin/accounts/apitoken/", (302, 403, 403, 200)),
+    ("token-add", lambda ids: "/admin/accounts/apitoken/add/", (302, 403, 403, 200)),
     ("users", lambda ids: "/admin/auth/user/", (302, 403, 403, 200)),
     ("groups", lambda ids: "/admin/auth/group/", (302, 403, 403, 200)),
     ("admin-log", lambda ids: "/admin/admin/logentry/", (302, 403, 403, 200)),
@@ -156,10 +157,10 @@ def test_it_shows_each_role_only_the_admin_sections_it_may_use(client, people, m
     for role in ("viewer", "operator", "admin"):
         client.force_login(people[role])
         page = client.get("/admin/").content.decode()
-        sections[role] = {name for name in ("/admin/stacks/stack/", "/admin/stacks/apitoken/", "/admin/auth/user/",
+        sections[role] = {name for name in ("/admin/stacks/stack/", "/admin/accounts/apitoken/", "/admin/auth/user/",
                                             "/admin/rq/", "/admin/machines_app/machine/add/") if name in page}
     assert sections["viewer"] == sections["operator"] == {"/admin/stacks/stack/"}
-    assert sections["admin"] == {"/admin/stacks/stack/", "/admin/stacks/apitoken/", "/admin/auth/user/",
+    assert sections["admin"] == {"/admin/stacks/stack/", "/admin/accounts/apitoken/", "/admin/auth/user/",
                                  "/admin/rq/", "/admin/machines_app/machine/add/"}
 
 
@@ -225,13 +226,13 @@ def test_it_lets_operators_and_admins_edit_metadata(client, people, machine, rol
 
 @pytest.mark.parametrize(("role", "allowed"), [("viewer", False), ("operator", False), ("admin", True)])
 def test_it_lets_only_admins_save_machines_and_revoke_tokens_in_the_admin(client, people, machine, role, allowed):
-    _, raw = create_token(people["viewer"], "ci", "viewer")
+    _, raw = issue_token(None, people["viewer"], "ci", "viewer")
     token = ApiToken.objects.get()
     client.force_login(people[role])
     url = reverse("admin:machines_app_machine_change", args=[machine.machine_id])
 
     client.post(url, {**form_data(client.get(url).content.decode(), "machine_form"), "yaml": CHANGED_YAML})
-    client.post("/admin/stacks/apitoken/", {"action": "revoke", "_selected_action": [token.pk], "index": "0"})
+    client.post("/admin/accounts/apitoken/", {"action": "revoke", "_selected_action": [token.pk], "index": "0"})
 
     assert Machine.objects.get(name=MACHINE).versions.count() == (2 if allowed else 1)
     token.refresh_from_db()
@@ -286,7 +287,7 @@ def test_it_enforces_roles_on_websockets(client, people, machine, role, path, au
     if user is not None and auth == "session":
         headers += session_headers(client, user)
     elif user is not None:
-        headers.append((b"authorization", f"Bearer {create_token(user, 'ws', role)[1]}".encode()))
+        headers.append((b"authorization", f"Bearer {issue_token(None, user, 'ws', role)[1]}".encode()))
 
     connected, detail, first = ws_connect(path, headers)
 
@@ -298,7 +299,7 @@ def test_it_enforces_roles_on_websockets(client, people, machine, role, path, au
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_it_refuses_websockets_with_a_revoked_token_or_a_foreign_origin(client, people, machine):
-    token, raw = create_token(people["viewer"], "ws", "viewer")
+    token, raw = issue_token(None, people["viewer"], "ws", "viewer")
     bearer = (b"authorization", f"Bearer {raw}".encode())
     assert ws_connect("/ws/stacks/", [*WS_ORIGIN, bearer])[0]
     foreign = [(b"origin", b"http://evil.example"), (b"host", b"localhost"), bearer]

@@ -15,8 +15,9 @@ import pytest
 from django.core.cache import cache
 from django.test import Client
 
-from stacks.models import ApiToken, Stack, StackEvent
-from stacks.tokens import create_token
+from cloudseam_site.accounts.models import ApiToken
+from cloudseam_site.accounts.tokens import issue_token
+from stacks.models import Stack, StackEvent
 from tests.fixtures_roles import MACHINE, PASSWORD, form_data, launch, make_user
 
 pytest_plugins = ["tests.fixtures_roles"]  # otto, ada, machine
@@ -70,7 +71,7 @@ def test_it_requires_csrf_on_admin_actions(csrf_client, otto, machine):
 
 
 def test_it_requires_csrf_on_my_tokens(csrf_client, otto):
-    token, _ = create_token(otto, "laptop", "viewer")
+    token, _ = issue_token(None, otto, "laptop", "viewer")
     csrf_client.force_login(otto)
     assert csrf_client.post("/tokens/new/", {"name": "x", "role": "viewer", "expires": "7"}).status_code == 403
     assert csrf_client.post(f"/tokens/{token.pk}/revoke/").status_code == 403
@@ -132,7 +133,7 @@ def test_it_refuses_a_session_write_to_the_api_without_the_csrf_header(csrf_clie
 
 
 def test_it_refuses_text_plain_with_a_bearer_token_too(client, otto, machine):
-    _, raw = create_token(otto, "ci", "operator")
+    _, raw = issue_token(None, otto, "ci", "operator")
     response = client.post("/api/events", data=EVENT, content_type="text/plain", HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert response.status_code == 415
     assert not Stack.objects.exists()
@@ -279,7 +280,7 @@ def test_it_shows_failed_logins_to_admins_and_logs_them(client, lena, ada, caplo
 def test_it_keeps_failed_logins_in_the_database_so_they_survive_a_restart(client, lena):
     from django.core.cache import cache
 
-    from stacks.models import LoginFailure
+    from cloudseam_site.accounts.models import LoginFailure
 
     log_in(client, "wrong", ip="198.51.100.9")
     cache.clear()  # a restart empties the in-memory cache; the record must not depend on it

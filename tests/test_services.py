@@ -233,7 +233,7 @@ def test_it_changes_nothing_for_a_stale_completion_not_even_metadata(simple_mach
 
 
 def test_it_does_not_let_a_refused_sender_block_a_message_id(simple_machine):
-    from stacks.permissions import Actor
+    from cloudseam_site.accounts.roles import Actor
 
     launch()
     outsider = Actor("mallory", frozenset({"other"}))

@@ -9,8 +9,8 @@ import pytest
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.utils import timezone
 
-from stacks.models import ApiToken
-from stacks.tokens import create_token
+from cloudseam_site.accounts.models import ApiToken
+from cloudseam_site.accounts.tokens import issue_token
 from tests.fixtures_roles import MACHINE, form_data
 
 pytest_plugins = ["tests.fixtures_roles"]  # vera, otto, ada, machine
@@ -47,9 +47,9 @@ def test_it_creates_a_token_shows_it_once_and_stores_only_its_hash(client, otto)
 
 
 def test_it_lists_my_tokens_with_name_role_expiry_and_last_use(client, vera, otto, machine):
-    create_token(otto, "someone else's", "operator")
-    _, raw = create_token(vera, "laptop", "viewer", expires_at=timezone.now() + timedelta(days=3))
-    create_token(vera, "forever", "viewer")
+    issue_token(None, otto, "someone else's", "operator")
+    _, raw = issue_token(None, vera, "laptop", "viewer", expires_at=timezone.now() + timedelta(days=3))
+    issue_token(None, vera, "forever", "viewer")
     client.get("/api/stacks", **bearer(raw))
     client.force_login(vera)
 
@@ -64,7 +64,7 @@ def test_it_lists_my_tokens_with_name_role_expiry_and_last_use(client, vera, ott
 
 
 def test_it_lets_a_token_act_with_its_role(client, otto, machine):
-    _, raw = create_token(otto, "ci", "operator")
+    _, raw = issue_token(None, otto, "ci", "operator")
     message = {"stackId": "alpha", "event": "LAUNCH", "machine": MACHINE}
     response = client.post("/api/events", data=message, content_type="application/json", **bearer(raw))
     assert response.status_code == 200
@@ -72,7 +72,7 @@ def test_it_lets_a_token_act_with_its_role(client, otto, machine):
 
 
 def test_it_answers_401_to_an_expired_token(client, vera, machine):
-    token, raw = create_token(vera, "old", "viewer", expires_at=timezone.now() + timedelta(days=1))
+    token, raw = issue_token(None, vera, "old", "viewer", expires_at=timezone.now() + timedelta(days=1))
     assert client.get("/api/stacks", **bearer(raw)).status_code == 200
     ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
 
@@ -85,7 +85,7 @@ def test_it_answers_401_to_an_expired_token(client, vera, machine):
 
 
 def test_it_revokes_my_token_and_then_answers_401(client, vera, machine):
-    token, raw = create_token(vera, "laptop", "viewer")
+    token, raw = issue_token(None, vera, "laptop", "viewer")
     client.force_login(vera)
 
     response = client.post(f"/tokens/{token.pk}/revoke/", follow=True)
@@ -100,7 +100,7 @@ def test_it_revokes_my_token_and_then_answers_401(client, vera, machine):
 
 
 def test_it_cannot_revoke_someone_elses_token(client, vera, otto):
-    token, _ = create_token(otto, "ci", "operator")
+    token, _ = issue_token(None, otto, "ci", "operator")
     client.force_login(vera)
     assert client.post(f"/tokens/{token.pk}/revoke/").status_code == 404
     assert client.get(f"/tokens/{token.pk}/revoke/").status_code == 405
@@ -141,7 +141,7 @@ def test_it_needs_a_login_for_my_tokens(client, db):
 
 def test_it_creates_a_token_in_the_admin_and_shows_it_once(client, ada, otto, machine):
     client.force_login(ada)
-    add = "/admin/stacks/apitoken/add/"
+    add = "/admin/accounts/apitoken/add/"
     fields = form_data(client.get(add).content.decode(), "apitoken_form")
     fields.update({"user": str(otto.pk), "name": "deploy bot", "role": "operator"})
 
@@ -155,8 +155,8 @@ def test_it_creates_a_token_in_the_admin_and_shows_it_once(client, ada, otto, ma
     assert (token.user, token.role, token.key_hash) == (otto, "operator", hashlib.sha256(raw.encode()).hexdigest())
     entry = LogEntry.objects.get(action_flag=ADDITION)
     assert entry.user == ada and "for otto with role operator" in entry.change_message
-    assert raw not in client.get("/admin/stacks/apitoken/").content.decode()
-    assert raw not in client.get(f"/admin/stacks/apitoken/{token.pk}/change/").content.decode()
+    assert raw not in client.get("/admin/accounts/apitoken/").content.decode()
+    assert raw not in client.get(f"/admin/accounts/apitoken/{token.pk}/change/").content.decode()
     message = {"stackId": "alpha", "event": "LAUNCH", "machine": MACHINE}
     assert client.post("/api/events", data=message, content_type="application/json",
                        **bearer(raw)).status_code == 200
@@ -164,7 +164,7 @@ def test_it_creates_a_token_in_the_admin_and_shows_it_once(client, ada, otto, ma
 
 def test_it_refuses_an_admin_made_token_above_its_users_role(client, ada, vera):
     client.force_login(ada)
-    add = "/admin/stacks/apitoken/add/"
+    add = "/admin/accounts/apitoken/add/"
     fields = form_data(client.get(add).content.decode(), "apitoken_form")
     fields.update({"user": str(vera.pk), "name": "too strong", "role": "operator"})
 
@@ -176,36 +176,36 @@ def test_it_refuses_an_admin_made_token_above_its_users_role(client, ada, vera):
 
 
 def test_it_revokes_several_tokens_in_the_admin(client, ada, vera, otto, machine):
-    first, raw_first = create_token(vera, "laptop", "viewer")
-    second, raw_second = create_token(otto, "ci", "operator")
+    first, raw_first = issue_token(None, vera, "laptop", "viewer")
+    second, raw_second = issue_token(None, otto, "ci", "operator")
     client.force_login(ada)
     data = {"action": "revoke", "_selected_action": [first.pk, second.pk], "index": "0"}
 
-    response = client.post("/admin/stacks/apitoken/", data, follow=True)
+    response = client.post("/admin/accounts/apitoken/", data, follow=True)
 
     assert "Revoked: " in response.content.decode()
     for raw in (raw_first, raw_second):
         assert client.get("/api/stacks", **bearer(raw)).status_code == 401
     assert list(LogEntry.objects.filter(action_flag=CHANGE).values_list("user__username", flat=True)) == ["ada"] * 2
-    again = client.post("/admin/stacks/apitoken/", data, follow=True)
+    again = client.post("/admin/accounts/apitoken/", data, follow=True)
     assert "The selected tokens were already revoked." in again.content.decode()
 
 
 def test_it_filters_tokens_by_status_and_never_deletes_them(client, ada, vera):
-    live, _ = create_token(vera, "live", "viewer")
-    expired, _ = create_token(vera, "expired", "viewer", expires_at=timezone.now() - timedelta(days=1))
-    revoked, _ = create_token(vera, "revoked", "viewer")
+    live, _ = issue_token(None, vera, "live", "viewer")
+    expired, _ = issue_token(None, vera, "expired", "viewer", expires_at=timezone.now() - timedelta(days=1))
+    revoked, _ = issue_token(None, vera, "revoked", "viewer")
     ApiToken.objects.filter(pk=revoked.pk).update(revoked_at=timezone.now())
     client.force_login(ada)
 
     def names(status: str) -> list[str]:
-        return [t.name for t in client.get(f"/admin/stacks/apitoken/?status={status}").context["cl"].result_list]
+        return [t.name for t in client.get(f"/admin/accounts/apitoken/?status={status}").context["cl"].result_list]
 
     assert names("active") == ["live"]
     assert names("expired") == ["expired"]
     assert names("revoked") == ["revoked"]
-    assert client.get(f"/admin/stacks/apitoken/{live.pk}/delete/").status_code == 403
-    assert client.post(f"/admin/stacks/apitoken/{live.pk}/change/", {"name": "renamed"}).status_code == 403
+    assert client.get(f"/admin/accounts/apitoken/{live.pk}/delete/").status_code == 403
+    assert client.post(f"/admin/accounts/apitoken/{live.pk}/change/", {"name": "renamed"}).status_code == 403
 
 
 @pytest.mark.parametrize("expires", ["7", "30", "90", "365", "never"])

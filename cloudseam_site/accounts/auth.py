@@ -6,7 +6,7 @@ from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 from django.contrib.auth.models import AnonymousUser
 
-from stacks.tokens import bearer_from_header, find_token
+from cloudseam_site.accounts.tokens import bearer_from_header, find_token
 
 
 def authenticate_bearer(request) -> None:

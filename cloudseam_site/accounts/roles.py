@@ -15,7 +15,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
-from stacks.models import ROLE_ADMIN, ROLE_OPERATOR, ROLE_VIEWER
+from cloudseam_site.accounts.models import ROLE_ADMIN, ROLE_OPERATOR, ROLE_VIEWER
 
 RANK = {None: 0, ROLE_VIEWER: 1, ROLE_OPERATOR: 2, ROLE_ADMIN: 3}
 
@@ -93,7 +93,7 @@ class Actor:
 
 def machine_scope(user, token=None) -> frozenset[str] | None:
     """The machines a user (through a token, if any) may change; None when not limited."""
-    from stacks.models import MachineAccess
+    from cloudseam_site.accounts.models import MachineAccess
 
     scope = None
     access = MachineAccess.objects.filter(user=user).first() if user is not None and user.is_authenticated else None

@@ -5,9 +5,11 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from machines_app.models import Machine
-from stacks.models import ROLES
-from stacks.tokens import create_token, ensure_user_with_role
+from cloudseam_site.accounts.models import ROLES, ApiToken
+from cloudseam_site.accounts.tokens import ensure_user_with_role, issue_token
+
+# Machines are reached through the token's relation: accounts imports nothing from machines_app.
+Machine = ApiToken._meta.get_field("machines").related_model
 
 
 class Command(BaseCommand):
@@ -30,8 +32,7 @@ class Command(BaseCommand):
             raise CommandError(f"no machine named {', '.join(missing)}")
         account = ensure_user_with_role(user, role)
         expires = timezone.now() + timedelta(days=days) if days else None
-        token, raw = create_token(account, name=name, role=role, expires_at=expires)
-        token.machines.set(found)
+        token, raw = issue_token(None, account, name, role, expires, machines=found, via="create_token command")
         self.stdout.write(f"token {token.name!r} for {account.get_username()} with role {role}"
                           + (f", expires {expires:%Y-%m-%d}" if expires else "")
                           + (f", limited to {', '.join(sorted(machines))}" if machines else ""))
