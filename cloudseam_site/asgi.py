@@ -12,7 +12,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from cloudseam_site.accounts.auth import BearerTokenMiddleware  # noqa: E402
-from cloudseam_site.routing import websocket_urlpatterns  # noqa: E402
+from stacks.live.routing import websocket_urlpatterns  # noqa: E402
 
 
 class OriginOrTokenValidator:

@@ -131,8 +131,8 @@ RQ_QUEUES = {
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env_int("CLOUDSEAM_JOB_TIMEOUT", 3600)},
 }
 RQ_SHOW_ADMIN_LINK = True
-# Jobs are already enqueued from transaction.on_commit (stacks.dispatch); django-rq must not defer again.
-RQ = {"WORKER_CLASS": "stacks.worker.CloudSeamWorker", "COMMIT_MODE": "auto"}
+# Jobs are already enqueued from transaction.on_commit (stacks.runtime.queueing); django-rq must not defer again.
+RQ = {"WORKER_CLASS": "stacks.runtime.worker.CloudSeamWorker", "COMMIT_MODE": "auto"}
 
 CHANNEL_LAYERS = {
     "default": {

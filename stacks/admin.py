@@ -29,6 +29,7 @@ from stacks.admin_forms import (
     metadata_table_html,
 )
 from stacks.models import ERROR, PENDING, Stack, StackEvent, Task
+from stacks.runtime import queueing
 
 
 def actor(request: HttpRequest) -> Actor:
@@ -278,7 +279,7 @@ class TaskAdmin(RoleAdminMixin, admin.ModelAdmin):
     list_select_related = ("stack",)
     search_fields = ("stack__key", "name", "error_message")
     fields = ("stack", "name", "state", "status", "current", "executor", "attempts", "error_message", "output",
-              "created_at", "started_at", "finished_at", "heartbeat_at", "duration", "rq_job_id")
+              "created_at", "started_at", "finished_at", "heartbeat_at", "duration", "rq_job")
     readonly_fields = fields
     actions = ["retry"]
 
@@ -286,6 +287,10 @@ class TaskAdmin(RoleAdminMixin, admin.ModelAdmin):
     def duration(self, obj: Task) -> str:
         seconds = obj.duration_seconds
         return "" if seconds is None else f"{seconds:.1f} s"
+
+    @admin.display(description="RQ job")
+    def rq_job(self, obj: Task) -> str:
+        return "-" if obj.executor == "external" else queueing.job_id(obj.id)
 
     @admin.display(description="output (last lines)")
     def output(self, obj: Task) -> str:

@@ -18,8 +18,7 @@ from django.utils import timezone
 
 from cloudseam_site.accounts.roles import Actor
 from machines_app.models import Machine
-from stacks import engine, live
-from stacks.dispatch import after_commit_effects, job_for, job_id
+from stacks import effects, engine
 from stacks.messages import BadMessage, EventMessage, parse_message
 from stacks.models import (
     OUTCOME_APPLIED,
@@ -30,6 +29,7 @@ from stacks.models import (
     Task,
     new_task_id,
 )
+from stacks.runtime.queueing import job_for
 from stacks.snapshots import event_json, stack_json
 
 log = logging.getLogger(__name__)
@@ -233,7 +233,7 @@ def _apply(msg: EventMessage, *, actor: str | Actor, source: str) -> EventResult
         snapshot = stack_json(stack, tasks)
         record = _record(msg, stack, actor, source, OUTCOME_IGNORED, stack.state, stack.state,
                          outcome.ignored_reason or "", 200, snapshot, tasks=tasks)
-        _after_commit_history(stack.key, record)
+        effects.after_commit(stack.key, event=event_json(record))
         return EventResult(200, snapshot, OUTCOME_IGNORED, stack=stack)
     current = _persist(stack, tasks, before, outcome, machine)
     snapshot = stack_json(stack, current)
@@ -241,7 +241,7 @@ def _apply(msg: EventMessage, *, actor: str | Actor, source: str) -> EventResult
                      "", 200, snapshot, tasks=tasks)
     by_id = {t.id: t for t in current}
     jobs = [job_for(by_id[t_id], machine.tasks[by_id[t_id].name]) for t_id in outcome.dispatch]
-    after_commit_effects(snapshot, event=event_json(record), jobs=jobs, cancelled=outcome.cancelled)
+    effects.after_commit(stack.key, event=event_json(record), snapshot=snapshot, jobs=jobs, cancelled=outcome.cancelled)
     return EventResult(200, snapshot, OUTCOME_APPLIED, stack=stack)
 
 
@@ -265,11 +265,6 @@ def _record(msg: EventMessage, stack: Stack | None, actor, source: str, outcome:
         status_code=status,
         response=response,
     )
-
-
-def _after_commit_history(stack_key: str, record: StackEvent) -> None:
-    entry = event_json(record)
-    transaction.on_commit(lambda: live.publish_history(stack_key, entry))
 
 
 def _task_label(ref: Mapping | None, tasks: list[Task] = ()) -> str:
@@ -305,7 +300,6 @@ def _persist(stack: Stack, old_tasks: list[Task], before: engine.StackSnapshot, 
             row = Task.objects.create(
                 id=inst.id, stack=stack, name=inst.name, state=new.state, position=position,
                 executor=executor, status=inst.status, attempts=inst.attempts, error_message=inst.error or "",
-                rq_job_id="" if executor == "external" else job_id(inst.id),
             )
         else:
             _save_status(row, inst, now)
@@ -344,7 +338,7 @@ def _record_rejection(msg: EventMessage, exc: Rejected, *, actor: str, source: s
             return earlier
         raise
     if stack is not None:
-        _after_commit_history(stack.key, record)
+        effects.after_commit(stack.key, event=event_json(record))
     return EventResult(status, body, OUTCOME_REJECTED, stack=stack)
 
 

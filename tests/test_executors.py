@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from stacks.executors import REGISTRY, TaskContext, TaskResult, lambda_invoke, process, run_task
-from stacks.executors.process import run_process
+from stacks.runtime.executors import REGISTRY, TaskContext, TaskResult, lambda_invoke, process, run_task
+from stacks.runtime.executors.process import run_process
 
 PY = sys.executable
 TARGETS = "tests.executor_targets"
@@ -654,7 +654,7 @@ def test_it_downloads_an_s3_terraform_source(fake_terraform, monkeypatch):
 
 
 def test_it_keeps_cloudseams_own_secrets_out_of_task_environments(monkeypatch):
-    from stacks.executors.base import task_environment
+    from stacks.runtime.executors.base import task_environment
 
     for name in ("DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "CLOUDSEAM_CACHE_URL"):
         monkeypatch.setenv(name, "secret-value")

@@ -9,9 +9,9 @@ import pytest
 from django.utils import timezone
 
 from machines_app.services import save_machine
-from stacks.jobs import run_task
-from stacks.liveness import reap_lost_tasks, requeue_lost_jobs
 from stacks.models import Stack, StackEvent, Task
+from stacks.runtime.jobs import run_task
+from stacks.runtime.liveness import reap_lost_tasks, requeue_lost_jobs
 from stacks.services import handle_event
 
 pytestmark = pytest.mark.postgres  # also run on PostgreSQL by `make test`
@@ -127,7 +127,7 @@ def test_it_runs_a_task_once_when_its_job_is_delivered_twice():
 
 
 def test_it_keeps_beating_after_a_database_error():
-    from stacks.jobs import _Heartbeat
+    from stacks.runtime.jobs import _Heartbeat
 
     beats = []
 
@@ -159,3 +159,19 @@ def test_it_fails_a_task_whose_job_failed_before_starting_it():
     task.refresh_from_db()
     assert task.status == "ERROR"
     assert "ended before the task started" in task.error_message and "no_such_function" in task.error_message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_still_runs_a_job_queued_under_the_old_job_path():
+    """A job enqueued as `stacks.jobs.run_task` before an upgrade runs through the shim."""
+    import django_rq
+    from rq import SimpleWorker
+
+    task = launch('{executor: shell, config: {command: ["python3", "-c", "print(42)"]}}', stack_id="old-path")
+    queue = django_rq.get_queue("default")
+    queue.empty()
+    queue.enqueue("stacks.jobs.run_task", task.id, job_id=f"old-{task.id}")
+    SimpleWorker([queue], connection=queue.connection).work(burst=True)
+    task.refresh_from_db()
+    assert task.status == "SATISFIED" and task.output_tail == "42"
+    assert queue.fetch_job(f"old-{task.id}").func_name == "stacks.jobs.run_task"

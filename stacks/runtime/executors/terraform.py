@@ -22,8 +22,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
-from stacks.executors import lambda_invoke
-from stacks.executors.base import (
+from stacks.runtime.executors import lambda_invoke
+from stacks.runtime.executors.base import (
     TAIL_LINES,
     TaskContext,
     TaskResult,
@@ -33,7 +33,7 @@ from stacks.executors.base import (
     task_environment,
     timeout_error,
 )
-from stacks.executors.process import ProcessStartError, run_process
+from stacks.runtime.executors.process import ProcessStartError, run_process
 
 ACTIONS = ("apply", "destroy")
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")

@@ -1,6 +1,6 @@
 from django.urls import re_path
 
-from stacks.consumers import StackConsumer, StacksConsumer
+from stacks.live.consumers import StackConsumer, StacksConsumer
 
 websocket_urlpatterns = [
     re_path(r"^ws/stacks/$", StacksConsumer.as_asgi()),

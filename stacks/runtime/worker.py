@@ -21,7 +21,7 @@ REAP_INTERVAL = 10.0
 
 
 def _reap_forever(stop: threading.Event) -> None:
-    from stacks.liveness import reap_lost_tasks, requeue_lost_jobs
+    from stacks.runtime.liveness import reap_lost_tasks, requeue_lost_jobs
 
     while not stop.wait(REAP_INTERVAL):
         try:

@@ -1,7 +1,7 @@
-"""Side effects of a change, run only after its transaction commits: enqueue jobs, tell watchers.
+"""Task instances to RQ jobs: one job per instance, named after it, enqueued and cancelled.
 
-Enqueueing before commit would let a fast worker read the old row (or none); publishing before
-commit would show browsers a change that may still roll back.
+Only `stacks.effects` calls this, after commit. The job path is `stacks.runtime.jobs.run_task`;
+`stacks.jobs` stays importable for jobs queued under the old path before an upgrade.
 """
 
 from __future__ import annotations
@@ -10,13 +10,11 @@ import logging
 from dataclasses import dataclass
 
 import django_rq
-from django.db import transaction
-
-from stacks import live
 
 log = logging.getLogger(__name__)
 
 QUEUE = "default"
+RUN_TASK = "stacks.runtime.jobs.run_task"
 JOB_MARGIN = 120  # seconds an RQ job may outlive its task's own timeouts
 
 
@@ -52,7 +50,7 @@ def enqueue(jobs: list[JobSpec]) -> None:
     for job in runnable:
         try:
             queue.enqueue(
-                "stacks.jobs.run_task",
+                RUN_TASK,
                 job.task_id,
                 job_id=job_id(job.task_id),
                 job_timeout=job.job_timeout,
@@ -75,13 +73,3 @@ def cancel(task_ids: tuple[str, ...] | list[str]) -> None:
                 job.cancel()
     except Exception:  # noqa: BLE001 - a stale job that still runs is ignored when it reports
         log.warning("could not cancel stale jobs", exc_info=True)
-
-
-def after_commit_effects(snapshot: dict, *, event: dict | None = None, jobs: list[JobSpec] = (),
-                         cancelled=()) -> None:
-    def run() -> None:
-        cancel(list(cancelled))
-        enqueue(list(jobs))
-        live.publish_stack(snapshot, event)
-
-    transaction.on_commit(run)

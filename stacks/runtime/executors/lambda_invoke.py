@@ -14,7 +14,7 @@ import base64
 import json
 from typing import Any
 
-from stacks.executors.base import TaskContext, TaskResult, emit, failure, task_message, to_json
+from stacks.runtime.executors.base import TaskContext, TaskResult, emit, failure, task_message, to_json
 
 MAX_LAMBDA_SECONDS = 900  # Lambda's own limit; a read timeout below it would cut a running function
 PREVIEW_CHARS = 1000

@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from cloudseam_site.accounts.roles import RANK, ROLE_VIEWER, user_role, weaker
-from stacks import live
+from stacks.live import publish as live
 from stacks.models import Stack, StackEvent
 from stacks.snapshots import event_json, stack_json
 

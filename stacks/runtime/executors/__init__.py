@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 
-from stacks.executors import external, http, lambda_invoke, python_call, shell, sleep, terraform
-from stacks.executors.base import Executor, TaskContext, TaskResult
+from stacks.runtime.executors import external, http, lambda_invoke, python_call, shell, sleep, terraform
+from stacks.runtime.executors.base import Executor, TaskContext, TaskResult
 
 __all__ = ["REGISTRY", "Executor", "TaskContext", "TaskResult", "run_task"]
 

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from stacks.executors.base import (
+from stacks.runtime.executors.base import (
     TaskContext,
     TaskResult,
     emit,

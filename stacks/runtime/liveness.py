@@ -16,8 +16,8 @@ from django.utils import timezone
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from stacks import dispatch
 from stacks.models import PENDING, Task
+from stacks.runtime import queueing as dispatch
 from stacks.services import send
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 
-from stacks.executors.base import TaskContext, TaskResult, emit, failure, format_seconds, timeout_error
+from stacks.runtime.executors.base import TaskContext, TaskResult, emit, failure, format_seconds, timeout_error
 
 
 def run(ctx: TaskContext) -> TaskResult:

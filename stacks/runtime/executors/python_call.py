@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from stacks.executors.base import (
+from stacks.runtime.executors.base import (
     TaskContext,
     TaskResult,
     emit,
@@ -27,14 +27,14 @@ from stacks.executors.base import (
     task_environment,
     task_message,
 )
-from stacks.executors.process import ProcessStartError, run_process
+from stacks.runtime.executors.process import ProcessStartError, run_process
 
 PREFIX_SETTING = "CLOUDSEAM_PYTHON_PREFIXES"
 RESULT_PREVIEW_CHARS = 2000
 
 # Constant bootstrap for the child; the only variable parts are two file paths in argv.
 _BOOTSTRAP = (
-    "import sys; from stacks.executors.python_call import child_main; "
+    "import sys; from stacks.runtime.executors.python_call import child_main; "
     "sys.exit(child_main(sys.argv[1], sys.argv[2]))"
 )
 

@@ -7,8 +7,8 @@ of the command line, so a metadata value like `$(rm -rf /)` is only ever data.
 
 from __future__ import annotations
 
-from stacks.executors.base import TaskContext, TaskResult, failure, task_environment
-from stacks.executors.process import ProcessStartError, run_process
+from stacks.runtime.executors.base import TaskContext, TaskResult, failure, task_environment
+from stacks.runtime.executors.process import ProcessStartError, run_process
 
 
 def run(ctx: TaskContext) -> TaskResult:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from cloudseam_site.processes import die_with_parent
-from stacks.executors.base import TAIL_LINES, send_output, timeout_error
+from stacks.runtime.executors.base import TAIL_LINES, send_output, timeout_error
 
 POLL_SECONDS = 0.1
 FLUSH_SECONDS = 0.25  # at most ~4 live-output calls per second

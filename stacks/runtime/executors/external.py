@@ -3,7 +3,7 @@ through the API or the UI, so the job only says "waiting"."""
 
 from __future__ import annotations
 
-from stacks.executors.base import TaskContext, TaskResult
+from stacks.runtime.executors.base import TaskContext, TaskResult
 
 
 def run(ctx: TaskContext) -> TaskResult:
