@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from machines_app import yaml_safe
-from machines_app.yaml_safe import MAX_BYTES, LineDict, LineList, key_path, parse, to_plain
+from machines_app.spec import reader as yaml_safe
+from machines_app.spec.reader import MAX_BYTES, LineDict, LineList, key_path, parse, to_plain
 
 
 def read(text: str):

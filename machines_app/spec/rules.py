@@ -1,128 +1,39 @@
-"""Machine format v1: YAML text -> a validated, immutable machine.
+"""The walk over a machine document: version, events, tasks, states, in order, one rule each.
 
-Pure Python on purpose (no Django): the validator runs in the API, the admin, the CLI and the
-editor preview, and its tests need no database. Every problem carries the path to the culprit, the
-YAML line when known, and a sentence saying what is wrong and what is allowed.
-
-Reading is done by `yaml_safe` (safe, bounded, line-tracking YAML); the rule for each piece lives in
-`checks`. This module walks the document in order (version, events, tasks, states), collects every
-problem instead of stopping at the first, and builds the frozen `Machine` when there are none.
-Warnings are worked out even when there are errors, from the parts that could be read, so the
-editor can show both at once.
-
-Decisions the format leaves open (other code may rely on them):
-- `version` and `states` are required; `events`, `tasks`, and a state's `tasks` and `on` may be
-  left out or left empty (null), which means none. A state written as `RUN:` with nothing is empty.
-- A terminal state may have `on` handlers: events still arrive while its tasks run (a `no-op` to
-  update metadata, or an `advance` that abandons a teardown). Its `NEXT` handler can never run
-  (the stack is removed when its tasks are done), so that one gets a warning.
-- Names that are mapping keys are always text (a state `404:` is '404'); names used as values
-  (`state: 404`) must be text too, so a number there is an error asking for quotes.
-- `env` and `headers` values are text; whole numbers become text, other values must be quoted
-  (`1.10` would otherwise silently become '1.1').
-- Machine names are lower case only (`check_machine_name`): they are file names and URL parts, and
-  `QA.yml` and `qa.yml` must never be two machines on a case-insensitive file system.
+Every problem is collected instead of stopping at the first, and the frozen `Machine` is built when
+there are none. Warnings are worked out even when there are errors, from the parts that could be
+read, so the editor can show both at once. The decisions the format leaves open are written down in
+docs/machine-format.md.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from machines_app import checks, yaml_safe
-from machines_app.checks import Fields, describe, name_list, unknown_name
-from machines_app.yaml_safe import LineDict, LineList, item_path, key_path, line_of, quote
-
-EXECUTORS = ("shell", "http", "python", "terraform", "lambda", "external", "sleep")
-SYSTEM_EVENTS = ("NEXT", "TASK_COMPLETED", "TASK_ERROR", "RETRY_FAILED_TASKS", "RETRY_PENDING_TASKS")
-NAME_PATTERN = r"^[A-Z0-9-]+$"  # events and states
-TASK_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
-MACHINE_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"  # lower case only: see the module docstring
-TOP_KEYS = ("version", "events", "states", "tasks")
-STATE_KEYS = ("terminal", "tasks", "on")
-TASK_KEYS = ("executor", "config", "timeout", "retries")
-ACTION_KINDS = ("advance", "no-op")
-
-
-class SpecError(Exception):
-    """The one exception of this module: the text is not a valid v1 machine."""
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        super().__init__("; ".join(p.format() for p in problems) or "invalid machine")
-
-
-@dataclass(frozen=True)
-class Problem:
-    path: str  # "states.PROVISION.on.NEXT[0].state"; "" for the document itself
-    line: int | None  # 1-based YAML line, None when unknown
-    message: str  # a whole sentence naming the culprit and what is allowed
-
-    def format(self) -> str:
-        where = f"line {self.line}: " if self.line else ""
-        return f"{where}{self.path + ': ' if self.path else ''}{self.message}"
-
-    def as_dict(self) -> dict:
-        return {"path": self.path, "line": self.line, "message": self.message}
-
-
-@dataclass(frozen=True)
-class Action:
-    kind: str  # "advance" or "no-op"
-    state: str | None = None  # target state for "advance"
-
-
-@dataclass(frozen=True)
-class TaskDef:
-    name: str
-    executor: str
-    config: Mapping = field(default_factory=lambda: MappingProxyType({}))
-    timeout: float | None = None  # seconds
-    retries: int = 0  # automatic re-runs before ERROR
-
-
-@dataclass(frozen=True)
-class State:
-    name: str
-    terminal: bool = False
-    tasks: tuple[str, ...] = ()
-    on: Mapping[str, tuple[Action, ...]] = field(default_factory=lambda: MappingProxyType({}))
-
-
-@dataclass(frozen=True)
-class Machine:
-    version: int
-    events: tuple[str, ...]
-    states: Mapping[str, State]  # in document order
-    tasks: Mapping[str, TaskDef]  # in document order
-
-    def accepted_events(self, state: str) -> tuple[str, ...]:
-        """User events the given state handles (NEXT excluded), in document order."""
-        return tuple(e for e in self.states[state].on if e != "NEXT")
-
-    def task_defs(self, state: str) -> tuple[TaskDef, ...]:
-        return tuple(self.tasks[name] for name in self.states[state].tasks)
-
-
-@dataclass(frozen=True)
-class Validation:
-    machine: Machine | None  # None when there are errors
-    errors: tuple[Problem, ...]
-    warnings: tuple[Problem, ...]
-
-    @property
-    def valid(self) -> bool:
-        return not self.errors
-
-    def as_dict(self) -> dict:
-        return {
-            "valid": self.valid,
-            "errors": [p.as_dict() for p in self.errors],
-            "warnings": [p.as_dict() for p in self.warnings],
-        }
+from machines_app.spec import executor_configs, reader, warnings
+from machines_app.spec.fields import Fields, describe, is_number, name_list, unknown_name
+from machines_app.spec.model import (
+    ACTION_KINDS,
+    EXECUTORS,
+    MACHINE_NAME_PATTERN,
+    NAME_PATTERN,
+    STATE_KEYS,
+    SYSTEM_EVENTS,
+    TASK_KEYS,
+    TASK_NAME_PATTERN,
+    TOP_KEYS,
+    Action,
+    Machine,
+    Problem,
+    SpecError,
+    State,
+    TaskDef,
+    Validation,
+)
+from machines_app.spec.reader import LineDict, LineList, item_path, key_path, line_of, quote
 
 
 def validate(text: str | bytes) -> Validation:
@@ -165,7 +76,7 @@ def check_machine_name(name: str) -> str | None:
 
 
 class _Report:
-    """Collects problems as `Problem`s; `checks.Reporter` is the interface the rules use."""
+    """Collects problems as `Problem`s; `fields.Reporter` is the interface the rules use."""
 
     def __init__(self) -> None:
         self.errors: list[Problem] = []
@@ -195,7 +106,7 @@ class _Names:
 
 
 def _validate(text: str | bytes) -> Validation:
-    parsed = yaml_safe.parse(text)
+    parsed = reader.parse(text)
     if parsed.data is None:
         return Validation(None, tuple(Problem(p.path, p.line, p.message) for p in parsed.problems), ())
     report = _Report()
@@ -229,7 +140,7 @@ def _check_top_keys(top: Fields) -> None:
 
 def _read_version(top: Fields) -> int:
     value = top.get("version", True, "; write 'version: 1' at the top")
-    if value is not None and not (checks.is_number(value) and value == 1):
+    if value is not None and not (is_number(value) and value == 1):
         top.error("version", f"'version' must be 1 (the number: machine format v1); found {describe(value)}")
     return 1
 
@@ -321,7 +232,7 @@ def _read_config(fields: Fields, executor: str | None) -> dict | None:
         return None
     if executor is None:
         return None
-    return checks.CONFIG_CHECKS[executor](fields.sub("config", raw, f"the {executor} config"))
+    return executor_configs.CONFIG_CHECKS[executor](fields.sub("config", raw, f"the {executor} config"))
 
 
 # --- states -------------------------------------------------------------------------------------
@@ -460,8 +371,8 @@ def _warn(events: tuple, states: dict, tasks: dict, raw: tuple, report: _Report)
     for index, name in enumerate(raw_events):
         if name in events and name not in places:
             places[name] = (item_path("events", index), line_of(raw_events, index))
-    checks.warn_unreachable_states(states, raw_states.lines, report)
-    checks.warn_no_terminal_path(states, raw_states.lines, report)
-    checks.warn_next_in_terminal(states, raw_states.lines, report)
-    checks.warn_unhandled_events(places, states, report)
-    checks.warn_unused_tasks(tasks, states, raw_tasks.lines, report)
+    warnings.warn_unreachable_states(states, raw_states.lines, report)
+    warnings.warn_no_terminal_path(states, raw_states.lines, report)
+    warnings.warn_next_in_terminal(states, raw_states.lines, report)
+    warnings.warn_unhandled_events(places, states, report)
+    warnings.warn_unused_tasks(tasks, states, raw_tasks.lines, report)
