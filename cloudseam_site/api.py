@@ -28,6 +28,11 @@ class ApiError(Exception):
         super().__init__(message)
 
 
+def iso(value) -> str | None:
+    """A datetime as ISO 8601 text for JSON answers, None when unset."""
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
 def error(status: int, message: str, **extra) -> JsonResponse:
     return JsonResponse({"error": message, **extra}, status=status)
 

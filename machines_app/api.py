@@ -6,11 +6,10 @@ from django.http import HttpRequest, JsonResponse
 
 from cloudseam_site.accounts.models import ROLE_ADMIN, ROLE_VIEWER
 from cloudseam_site.accounts.roles import request_actor
-from cloudseam_site.api import ApiError, api_endpoint, read_body
+from cloudseam_site.api import ApiError, api_endpoint, iso, read_body
 from machines_app import diagrams, spec
 from machines_app.models import Machine, MachineVersion
 from machines_app.services import InvalidMachine, save_machine
-from stacks.snapshots import iso
 
 
 def _decode_yaml(body: bytes) -> str:

@@ -41,10 +41,11 @@ from dataclasses import dataclass
 
 import graphviz
 
-from machines_app.spec import Action, Machine
+from machines_app.spec import Machine
+from machines_app.spec.model import ERROR, INIT, NEXT, PENDING, SATISFIED
 
-INIT_STATE = "INIT"
-NEXT_EVENT = "NEXT"
+INIT_STATE = INIT
+NEXT_EVENT = NEXT
 # Above this many states to_dot asks for a cheaper layout (see to_dot and benchmarks/bench_diagrams.py).
 COMPACT_LAYOUT_ABOVE = 100
 
@@ -98,23 +99,14 @@ class Graph:
         raise KeyError(state)
 
 
-def _final_target(actions: tuple[Action, ...]) -> str | None:
-    """The state a stack ends in after these actions, or None when they only no-op."""
-    target = None
-    for action in actions:
-        if action.kind == "advance":
-            target = action.state
-    return target
-
-
 def build_graph(machine: Machine) -> Graph:
     """Reduce a validated machine to nodes and merged edges (the data both renderers draw)."""
     nodes: list[Node] = []
     merged: dict[tuple[str, str, bool], list[str]] = {}
     for name, state in machine.states.items():
         noops: list[str] = []
-        for event, actions in state.on.items():
-            target = _final_target(tuple(actions))
+        for event in state.on:
+            target = state.leads_to(event)
             if target is None:
                 noops.append(event)
             else:
@@ -176,11 +168,11 @@ STATE_COLOURS: Mapping[str, Colours] = {
     "current": Colours(fill="#fde68a", stroke="#b45309", stroke_width=2.5),
 }
 TASK_COLOURS: Mapping[str, Colours] = {
-    "PENDING": Colours(fill="#f3f4f6", stroke="#9ca3af", text="#374151"),
-    "SATISFIED": Colours(fill="#dcfce7", stroke="#16a34a", text="#166534"),
-    "ERROR": Colours(fill="#fee2e2", stroke="#dc2626", text="#991b1b"),
+    PENDING: Colours(fill="#f3f4f6", stroke="#9ca3af", text="#374151"),
+    SATISFIED: Colours(fill="#dcfce7", stroke="#16a34a", text="#166534"),
+    ERROR: Colours(fill="#fee2e2", stroke="#dc2626", text="#991b1b"),
 }
-TASK_MARKS: Mapping[str, str] = {"PENDING": "○", "SATISFIED": "✔", "ERROR": "✖"}
+TASK_MARKS: Mapping[str, str] = {PENDING: "○", SATISFIED: "✔", ERROR: "✖"}
 EDGE_COLOUR = "#4b5563"
 
 

@@ -13,20 +13,18 @@ import logging
 from dataclasses import dataclass
 
 from django.contrib import messages
-from django.core.cache import cache
 from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST, require_safe
 
 from cloudseam_site.accounts.models import ROLE_ADMIN, ROLE_VIEWER
 from cloudseam_site.accounts.roles import role_required
 from machines_app import diagrams, spec
+from machines_app.diagram_context import diagram_context, machine_svg
 from machines_app.forms import MachineForm
 from machines_app.models import Machine, MachineVersion
 from machines_app.services import InvalidMachine, save_machine
-from stacks.models import Stack
 
 log = logging.getLogger(__name__)
 
@@ -61,47 +59,6 @@ states:
 
 tasks: {}
 """
-
-
-# --- diagrams, shared with the stack pages -----------------------------------------------------------
-
-
-def machine_svg(version: MachineVersion, highlight: str | None = None) -> str | None:
-    """Graphviz SVG of a version, or None when `dot` is missing or failed (the browser draws it)."""
-    if not diagrams.dot_available():
-        return None
-    key = f"cloudseam:svg:{version.content_hash}:{highlight or ''}"
-    svg = cache.get(key)
-    if svg is None:
-        try:
-            svg = diagrams.render_svg(diagrams.to_dot(version.spec, highlight=highlight))
-        except diagrams.DiagramError:
-            log.warning("could not draw machine %s v%s with dot", version.machine_id, version.number, exc_info=True)
-            return None
-        cache.set(key, svg, SVG_CACHE_SECONDS)
-    return svg
-
-
-def diagram_css(scope: str = ".diagram svg") -> str:
-    """Node colours as CSS (so moving `current` restyles a node) plus the task-status colours."""
-    rules = [diagrams.svg_css(scope)]
-    for status, colours in diagrams.TASK_COLOURS.items():
-        cls = f"task-{status.lower()}"
-        rules.append(f"{scope} rect.task-bg.{cls} {{ fill: {colours.fill}; stroke: {colours.stroke}; }}")
-        rules.append(f"{scope} text.{cls} {{ fill: {colours.text}; }}")
-    return "\n".join(rules)
-
-
-def diagram_context(version: MachineVersion, highlight: str | None = None) -> dict:
-    """Template context for a diagram: server SVG when possible, DOT for the browser otherwise."""
-    svg = machine_svg(version, highlight)
-    return {
-        # Graphviz's own output from a validated machine whose labels `diagrams` escapes; not user HTML.
-        "svg": mark_safe(svg) if svg else None,
-        "dot": None if svg else diagrams.to_dot(version.spec, highlight=highlight),
-        "diagram_css": diagram_css(),
-        "legend": diagrams.legend(),
-    }
 
 
 # --- list and detail -------------------------------------------------------------------------------------
@@ -146,13 +103,12 @@ def _version_number(raw: str | None) -> int | None:
 
 def _usage(machine: Machine, versions: list[MachineVersion]) -> dict[int, dict]:
     """Active stacks per version number: how many, and the first few ids."""
-    counts = dict(
-        Stack.objects.active().filter(machine=machine).values_list("machine_version__number").annotate(n=Count("id"))
-    )
+    active = machine.stacks.filter(removed_at__isnull=True)  # the reverse relation: no import of stacks
+    counts = dict(active.values_list("machine_version__number").annotate(n=Count("id")))
     usage = {}
     for version in versions:
         if counts.get(version.number):
-            sample = Stack.objects.active().filter(machine_version=version).order_by("key")
+            sample = active.filter(machine_version=version).order_by("key")
             usage[version.number] = {
                 "count": counts[version.number],
                 "sample": list(sample.values_list("key", flat=True)[:USAGE_SAMPLE]),

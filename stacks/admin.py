@@ -22,6 +22,7 @@ from django.utils.html import format_html
 from cloudseam_site.accounts.admin_roles import RoleAdminMixin
 from cloudseam_site.accounts.models import ROLE_OPERATOR
 from cloudseam_site.accounts.roles import Actor, request_actor
+from machines_app.spec.model import RETRY_FAILED_TASKS, RETRY_PENDING_TASKS
 from stacks import services
 from stacks.admin_forms import (
     SendEventForm,
@@ -216,13 +217,13 @@ class StackAdmin(RoleAdminMixin, admin.ModelAdmin):
     @admin.action(description="Retry failed tasks", permissions=["operate"])
     def retry_failed(self, request, queryset) -> None:
         outcomes = for_each_stack(queryset, lambda key: services.send(
-            key, "RETRY_FAILED_TASKS", actor=actor(request), source="admin"))
+            key, RETRY_FAILED_TASKS, actor=actor(request), source="admin"))
         report(self, request, outcomes, "Failed tasks retried")
 
     @admin.action(description="Retry pending tasks", permissions=["operate"])
     def retry_pending(self, request, queryset) -> None:
         outcomes = for_each_stack(queryset, lambda key: services.send(
-            key, "RETRY_PENDING_TASKS", actor=actor(request), source="admin"))
+            key, RETRY_PENDING_TASKS, actor=actor(request), source="admin"))
         report(self, request, outcomes, "Pending tasks dispatched again")
 
     @admin.action(description="Move to the machine's newest version", permissions=["operate"])
@@ -311,9 +312,9 @@ class TaskAdmin(RoleAdminMixin, admin.ModelAdmin):
             stack = tasks[0].stack
             current = [t for t in tasks if t.current]
             if any(t.status == ERROR for t in current):
-                event = "RETRY_FAILED_TASKS"
+                event = RETRY_FAILED_TASKS
             elif any(t.status == PENDING for t in current):
-                event = "RETRY_PENDING_TASKS"
+                event = RETRY_PENDING_TASKS
             else:
                 outcomes.append((stack.key, "the selected tasks are done or no longer current; nothing to retry"))
                 continue

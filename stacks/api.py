@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.core.paginator import EmptyPage, Paginator
-from django.db.models import Q
 from django.http import HttpRequest, JsonResponse
 
 from cloudseam_site.accounts.models import ROLE_OPERATOR, ROLE_VIEWER
@@ -37,13 +36,8 @@ def _stack_filters(request: HttpRequest):
     if removed not in ("true", "false"):
         raise ApiError(400, "removed must be true or false")
     stacks = Stack.objects.removed() if removed == "true" else Stack.objects.active()
-    if request.GET.get("machine"):
-        stacks = stacks.filter(machine__name=request.GET["machine"])
-    if request.GET.get("state"):
-        stacks = stacks.filter(state=request.GET["state"])
-    if request.GET.get("q"):
-        stacks = stacks.filter(Q(key__icontains=request.GET["q"][:100]))
-    return stacks
+    return stacks.search(q=request.GET.get("q", ""), machine=request.GET.get("machine", ""),
+                         state=request.GET.get("state", ""))
 
 
 @api_endpoint(methods=("GET",), role=ROLE_VIEWER)

@@ -13,14 +13,21 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from machines_app.spec import Action, Machine
+from machines_app.spec.model import (
+    ERROR,
+    INIT,
+    NEXT,
+    PENDING,
+    RETRY_FAILED_TASKS,
+    RETRY_PENDING_TASKS,
+    SATISFIED,
+    TASK_COMPLETED,
+    TASK_ERROR,
+)
 
-PENDING, SATISFIED, ERROR = "PENDING", "SATISFIED", "ERROR"
-INIT = "INIT"
-NEXT = "NEXT"
-TASK_COMPLETED = "TASK_COMPLETED"
-TASK_ERROR = "TASK_ERROR"
-RETRY_FAILED_TASKS = "RETRY_FAILED_TASKS"
-RETRY_PENDING_TASKS = "RETRY_PENDING_TASKS"
+# The shared vocabulary is re-exported: callers say engine.PENDING, engine.NEXT …
+VOCABULARY = (ERROR, INIT, NEXT, PENDING, RETRY_FAILED_TASKS, RETRY_PENDING_TASKS, SATISFIED, TASK_COMPLETED,
+              TASK_ERROR)
 
 
 class EventRejected(Exception):

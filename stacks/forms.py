@@ -17,6 +17,7 @@ from django import forms
 from django.conf import settings
 from django.db.models import QuerySet
 
+from machines_app.spec.model import RETRY_FAILED_TASKS, RETRY_PENDING_TASKS, TASK_COMPLETED, TASK_ERROR
 from stacks.messages import (
     EVENT_RE,
     MAX_DESCRIPTION,
@@ -222,12 +223,7 @@ class StackFilterForm(forms.Form):
         return ""
 
     def apply(self, stacks: QuerySet[Stack]) -> QuerySet[Stack]:
-        if self.value("q"):
-            stacks = stacks.filter(key__icontains=self.value("q"))
-        if self.value("machine"):
-            stacks = stacks.filter(machine__name=self.value("machine"))
-        if self.value("state"):
-            stacks = stacks.filter(state=self.value("state"))
+        stacks = stacks.search(q=self.value("q"), machine=self.value("machine"), state=self.value("state"))
         return stacks.order_by(*DASHBOARD_SORTS[self.value("sort") or "id"])
 
 
@@ -246,7 +242,7 @@ class RetryForm(forms.Form):
 
     @property
     def event(self) -> str:
-        return "RETRY_FAILED_TASKS" if self.cleaned_data["which"] == "failed" else "RETRY_PENDING_TASKS"
+        return RETRY_FAILED_TASKS if self.cleaned_data["which"] == "failed" else RETRY_PENDING_TASKS
 
 
 class TaskResultForm(forms.Form):
@@ -264,7 +260,7 @@ class TaskResultForm(forms.Form):
 
     @property
     def event(self) -> str:
-        return "TASK_COMPLETED" if self.cleaned_data["outcome"] == "done" else "TASK_ERROR"
+        return TASK_COMPLETED if self.cleaned_data["outcome"] == "done" else TASK_ERROR
 
 
 class NewStackForm(forms.Form):

@@ -11,6 +11,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from machines_app.spec.model import TASK_COMPLETED, TASK_ERROR
+
 STACK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 EVENT_RE = re.compile(r"^[A-Z0-9_-]{1,63}$")
 MACHINE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -172,6 +174,6 @@ def parse_message(data: object) -> EventMessage:
         description=_short_text(data.get("description"), "description", MAX_DESCRIPTION),
         message_id=_short_text(data.get("id"), "id", MAX_MESSAGE_ID),
     )
-    if message.event in ("TASK_COMPLETED", "TASK_ERROR") and message.task is None:
+    if message.event in (TASK_COMPLETED, TASK_ERROR) and message.task is None:
         raise BadMessage(f"{message.event} needs task: {{\"name\": …}} or {{\"id\": …}}")
     return message

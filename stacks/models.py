@@ -12,8 +12,8 @@ from django.db import models
 from django.db.models import Q
 
 from machines_app.models import Machine, MachineVersion
+from machines_app.spec.model import ERROR, PENDING, SATISFIED
 
-PENDING, SATISFIED, ERROR = "PENDING", "SATISFIED", "ERROR"
 TASK_STATUSES = [(PENDING, "Pending"), (SATISFIED, "Satisfied"), (ERROR, "Error")]
 
 
@@ -27,6 +27,21 @@ class StackQuerySet(models.QuerySet):
 
     def removed(self) -> StackQuerySet:
         return self.filter(removed_at__isnull=False)
+
+    def search(self, *, q: str = "", machine: str = "", state: str = "") -> StackQuerySet:
+        """The one stack search, shared by the API, the dashboard and the removed list.
+
+        `q` matches part of the stack id (case-insensitive); `machine` and `state` match exactly. An
+        empty value does not filter, and an unknown one simply matches nothing.
+        """
+        stacks = self
+        if q:
+            stacks = stacks.filter(key__icontains=q[:100])
+        if machine:
+            stacks = stacks.filter(machine__name=machine[:63])
+        if state:
+            stacks = stacks.filter(state=state[:63])
+        return stacks
 
     def latest_for(self, key: str) -> Stack | None:
         """The active stack with this id, else the one removed last (its record stays readable)."""

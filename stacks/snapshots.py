@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from cloudseam_site.api import iso
 from stacks.models import Stack, StackEvent, Task
-
-
-def iso(value) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 def task_json(task: Task) -> dict:

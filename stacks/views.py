@@ -21,8 +21,8 @@ from django.views.decorators.http import require_POST, require_safe
 from cloudseam_site.accounts.models import ROLE_OPERATOR, ROLE_VIEWER
 from cloudseam_site.accounts.roles import request_actor, role_required
 from machines_app import diagrams
+from machines_app.diagram_context import diagram_context
 from machines_app.models import Machine
-from machines_app.views import diagram_context
 from stacks import services
 from stacks.forms import (
     METADATA_HELP,
@@ -139,10 +139,7 @@ def event_choices(machine, state: str) -> list[EventChoice]:
         return []
     choices = []
     for event in machine.accepted_events(state):
-        target = None
-        for action in machine.states[state].on[event]:
-            if action.kind == "advance":
-                target = action.state
+        target = machine.states[state].leads_to(event)
         terminal = target is not None and machine.states[target].terminal
         choices.append(EventChoice(event, target, terminal))
     return choices
@@ -400,12 +397,8 @@ def stack_new(request: HttpRequest) -> HttpResponse:
 @require_safe
 def removed_list(request: HttpRequest) -> HttpResponse:
     """The archive: removed stacks keep their record and history, newest removal first."""
-    stacks = Stack.objects.removed().select_related("machine", "machine_version")
     q, machine = request.GET.get("q", "")[:100], request.GET.get("machine", "")[:63]
-    if q:
-        stacks = stacks.filter(key__icontains=q)
-    if machine:
-        stacks = stacks.filter(machine__name=machine)
+    stacks = Stack.objects.removed().select_related("machine", "machine_version").search(q=q, machine=machine)
     page = Paginator(stacks.order_by(F("removed_at").desc(), "-pk"), PAGE_SIZE).get_page(request.GET.get("page"))
     context = {"page": page, "q": q, "machine": machine, "machines": Machine.objects.values_list("name", flat=True)}
     return render(request, "stacks/removed_list.html", context)

@@ -161,7 +161,7 @@ def test_it_fails_a_task_whose_job_failed_before_starting_it():
     assert "ended before the task started" in task.error_message and "no_such_function" in task.error_message
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_it_still_runs_a_job_queued_under_the_old_job_path():
     """A job enqueued as `stacks.jobs.run_task` before an upgrade runs through the shim."""
     import django_rq

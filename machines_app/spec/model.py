@@ -7,7 +7,16 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 EXECUTORS = ("shell", "http", "python", "terraform", "lambda", "external", "sleep")
-SYSTEM_EVENTS = ("NEXT", "TASK_COMPLETED", "TASK_ERROR", "RETRY_FAILED_TASKS", "RETRY_PENDING_TASKS")
+# The vocabulary every part of CloudSeam shares: the one set of state, event and status names.
+INIT = "INIT"
+NEXT = "NEXT"
+TASK_COMPLETED = "TASK_COMPLETED"
+TASK_ERROR = "TASK_ERROR"
+RETRY_FAILED_TASKS = "RETRY_FAILED_TASKS"
+RETRY_PENDING_TASKS = "RETRY_PENDING_TASKS"
+SYSTEM_EVENTS = (NEXT, TASK_COMPLETED, TASK_ERROR, RETRY_FAILED_TASKS, RETRY_PENDING_TASKS)
+PENDING, SATISFIED, ERROR = "PENDING", "SATISFIED", "ERROR"
+TASK_STATUSES = (PENDING, SATISFIED, ERROR)
 NAME_PATTERN = r"^[A-Z0-9-]+$"  # events and states
 TASK_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 MACHINE_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"  # lower case only: see docs/machine-format.md
@@ -60,6 +69,18 @@ class State:
     terminal: bool = False
     tasks: tuple[str, ...] = ()
     on: Mapping[str, tuple[Action, ...]] = field(default_factory=lambda: MappingProxyType({}))
+
+    def leads_to(self, event: str) -> str | None:
+        """Where `event` takes a stack in this state: the last `advance`, or None when it only no-ops.
+
+        The engine runs the actions in order, so the last advance is where the stack ends up; the
+        pages, the diagrams and the impact of an edit all ask this one question here.
+        """
+        target = None
+        for action in self.on.get(event, ()):
+            if action.kind == "advance":
+                target = action.state
+        return target
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from django.utils import timezone
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from machines_app.spec.model import TASK_ERROR
 from stacks.models import PENDING, Task
 from stacks.runtime import queueing as dispatch
 from stacks.services import send
@@ -43,7 +44,7 @@ def reap_lost_tasks(now: datetime | None = None) -> int:
     for task_id, stack_key in lost:
         result = send(
             stack_key,
-            "TASK_ERROR",
+            TASK_ERROR,
             task={"id": task_id},
             description=lost_message(lost_after),
             actor="liveness-check",
@@ -92,5 +93,5 @@ def requeue_lost_jobs(now: datetime | None = None) -> int:
 def _fail_unstarted(task: Task, job: Job) -> None:
     reason = (job.latest_result().exc_string if job.latest_result() else "") or ""
     last_line = reason.strip().splitlines()[-1] if reason.strip() else f"the job was {job.get_status(refresh=False)}"
-    send(task.stack.key, "TASK_ERROR", task={"id": task.id}, actor="liveness-check", source="system",
+    send(task.stack.key, TASK_ERROR, task={"id": task.id}, actor="liveness-check", source="system",
          description=f"the job for this task ended before the task started: {last_line[:500]}. Retry the task.")
