@@ -13,6 +13,8 @@ editor can show both at once.
 Decisions the format leaves open (other code may rely on them):
 - `version` and `states` are required; `events`, `tasks`, and a state's `tasks` and `on` may be
   left out or left empty (null), which means none. A state written as `RUN:` with nothing is empty.
+- An empty list of actions (`ACCESS: []`) accepts the event and does nothing, as in the original
+  (like `no-op`); a handler that is left empty (null) is an error, it is more likely a slip.
 - A terminal state may have `on` handlers: events still arrive while its tasks run (a `no-op` to
   update metadata, or an `advance` that abandons a teardown). Its `NEXT` handler can never run
   (the stack is removed when its tasks are done), so that one gets a warning.
@@ -409,10 +411,9 @@ def _read_handlers(fields: Fields, names: _Names) -> dict[str, tuple[Action, ...
 
 
 def _read_actions(raw: Any, path: str, line: int | None, names: _Names, report: _Report) -> tuple[Action, ...] | None:
-    example = "e.g. [{action: advance, state: RUN}] or [{action: no-op}]"
-    if not isinstance(raw, list) or not raw:
-        found = "an empty list" if isinstance(raw, list) else describe(raw)
-        report.error(path, line, f"an event handler must be a non-empty list of actions, {example}; found {found}")
+    example = "e.g. [{action: advance, state: RUN}], [{action: no-op}] or [] (accept, do nothing)"
+    if not isinstance(raw, list):
+        report.error(path, line, f"an event handler must be a list of actions, {example}; found {describe(raw)}")
         return None
     actions = [
         _read_action(item, Fields(item, item_path(path, index), line_of(raw, index), report, "an action"), names)

@@ -400,12 +400,11 @@ def test_it_rejects_handlers_for_system_events_other_than_next(event):
 @pytest.mark.parametrize(
     "handler,words",
     [
-        ("[]", "found an empty list"),
-        ("{action: no-op}", "must be a non-empty list of actions, e.g. [{action: advance, state: RUN}]"),
+        ("{action: no-op}", "must be a list of actions, e.g. [{action: advance, state: RUN}]"),
         ("~", "found nothing (null)"),
     ],
 )
-def test_it_requires_a_non_empty_list_of_actions(handler, words):
+def test_it_requires_a_list_of_actions(handler, words):
     text = variant("      DESTROY:\n        - action: advance\n          state: DONE\n", f"      DESTROY: {handler}\n")
     problem = error_at(spec.validate(text), "states.RUN.on.DESTROY")
     assert problem.line == 17 and words in problem.message
@@ -881,3 +880,16 @@ def test_it_never_raises_on_damaged_machines(edits):
         else:
             lines[index] = lines[index][: len(text)] + text
     assert_handled(spec.validate("\n".join(lines)))
+
+
+# --- compatibility with the original CloudSeam (issue #7) ---------------------------------------
+
+
+def test_it_accepts_an_empty_list_of_actions_as_accept_and_do_nothing():
+    text = variant("      DESTROY:\n        - action: advance\n          state: DONE\n", "      DESTROY: []\n")
+    text = text.replace("          state: RUN\n", "          state: RUN\n      DESTROY: []\n", 1)
+    result = spec.validate(text)
+    assert result.errors == ()
+    assert result.machine.states["RUN"].on["DESTROY"] == ()
+    assert result.machine.states["PROVISION"].on["DESTROY"] == ()
+    assert result.machine.accepted_events("RUN") == ("DESTROY",)
