@@ -40,7 +40,8 @@ from machines_app.yaml_safe import LineDict, LineList, item_path, key_path, line
 
 EXECUTORS = ("shell", "http", "python", "terraform", "lambda", "external", "sleep")
 SYSTEM_EVENTS = ("NEXT", "TASK_COMPLETED", "TASK_ERROR", "RETRY_FAILED_TASKS", "RETRY_PENDING_TASKS")
-NAME_PATTERN = r"^[A-Z0-9-]+$"  # events and states
+NAME_PATTERN = r"^[A-Z0-9-]{1,63}$"  # events and states; 63: what messages and database columns hold
+MAX_NAME_LENGTH = 63
 TASK_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 MACHINE_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"  # lower case only: see the module docstring
 TOP_KEYS = ("version", "events", "states", "tasks")
@@ -247,6 +248,11 @@ def _section(top: Fields, key: str, empty: Any, shape: str, required: bool = Fal
 
 
 def _name_problem(kind: str, name: str) -> str:
+    if len(name) > MAX_NAME_LENGTH:
+        return (
+            f"{kind} name {quote(name)} is {len(name)} characters long; {kind} names may have at most "
+            f"{MAX_NAME_LENGTH} characters"
+        )
     return (
         f"{kind} name {quote(name)} is not allowed; use upper-case letters, digits and '-', "
         "e.g. PROVISION or UPDATE-RUN"

@@ -893,3 +893,19 @@ def test_it_accepts_an_empty_list_of_actions_as_accept_and_do_nothing():
     assert result.machine.states["RUN"].on["DESTROY"] == ()
     assert result.machine.states["PROVISION"].on["DESTROY"] == ()
     assert result.machine.accepted_events("RUN") == ("DESTROY",)
+
+
+def test_it_limits_state_and_event_names_to_63_characters():
+    long_state, long_event, longest = "S" * 70, "E" * 64, "N" * 63
+    text = variant("tasks:\n", f"  {long_state}: {{terminal: true}}\n  {longest}: {{terminal: true}}\ntasks:\n")
+    text = text.replace("events: [LAUNCH, DESTROY]", f"events: [LAUNCH, DESTROY, {long_event}, {longest}]")
+    result = spec.validate(text)
+
+    state = error_at(result, f"states.{long_state}")
+    assert state.line == 22
+    assert state.message == (
+        f"state name '{'S' * 57}...' is 70 characters long; state names may have at most 63 characters"
+    )
+    event = error_at(result, "events[2]")
+    assert event.line == 2 and "event name" in event.message and "is 64 characters long" in event.message
+    assert [p.path for p in result.errors] == ["events[2]", f"states.{long_state}"]  # 63 is allowed
