@@ -684,3 +684,13 @@ def test_it_accepts_an_event_whose_action_list_is_empty_and_does_nothing():
 
     done = apply(empty, snapshot, "TASK_COMPLETED", task_ref={"id": "w1"})
     assert done.stack.state == "WORK" and done.next_fired and done.transitions == ()
+
+
+def test_it_reads_a_task_echoed_back_whole_by_its_id_else_its_name():
+    echoed = {"id": "p2", "name": "db-setup", "executor": "external", "config": {}}
+    by_id = apply(qa_env(), provisioning(), "TASK_COMPLETED", task_ref=echoed)
+    assert [t.status for t in by_id.stack.tasks] == [PENDING, SATISFIED]  # the id wins over the name
+
+    original = {"name": "cert", "executor": "lambda", "config": {"name": "cert"}}
+    by_name = apply(qa_env(), provisioning(), "TASK_ERROR", task_ref=original, description="no quota")
+    assert by_name.stack.tasks[1].status == ERROR and by_name.stack.tasks[1].error == "no quota"

@@ -260,3 +260,38 @@ def test_it_names_tasks_in_history_by_name_and_instance(simple_machine):
     handle_event({"stackId": "feature-1", "event": "TASK_COMPLETED", "task": {"id": first}}, actor="w", source="worker")
     labels = list(StackEvent.objects.filter(event="TASK_COMPLETED").order_by("id").values_list("task_ref", flat=True))
     assert labels == ["cert", f"db (instance {first[:8]})"]
+
+
+# --- compatibility with the original CloudSeam (issue #7) ---------------------------------------
+
+
+def test_it_accepts_a_completion_whose_task_carries_more_keys(simple_machine):
+    db, cert = launch().body["tasks"]
+    ours = {"id": cert["id"], "name": "cert", "executor": "external", "config": {}}
+    result = handle_event({"stackId": "feature-1", "event": "TASK_COMPLETED", "task": ours},
+                          actor="worker", source="worker")
+    assert result.status == 200 and result.body["tasks"][1]["status"] == "SATISFIED"
+    original = {"name": "db", "executor": "lambda", "config": {"name": "db-setup"}}
+    result = handle_event({"stackId": "feature-1", "event": "TASK_COMPLETED", "task": original},
+                          actor="worker", source="worker")
+    assert result.status == 200 and result.body["state"] == "RUN"
+    labels = list(StackEvent.objects.filter(event="TASK_COMPLETED").order_by("id").values_list("task_ref", flat=True))
+    assert labels == [f"cert (instance {cert['id'][:8]})", "db"]
+
+
+@pytest.mark.parametrize(
+    "task,words",
+    [
+        ({"executor": "external", "config": {}}, "the task object has neither id nor name"),
+        ({"id": 7, "name": "db"}, "its id must be the 32 hexadecimal characters sent with the task, got a number"),
+        ({"name": ["db"], "executor": "external"}, "its name must be a task name of the machine, got a list"),
+        ("db", 'task must be {"name": "<task name>"} or {"id": "<task instance id>"}; got \'db\''),
+    ],
+)
+def test_it_refuses_a_task_object_without_a_usable_id_or_name(simple_machine, task, words):
+    launch()
+    result = handle_event({"stackId": "feature-1", "event": "TASK_COMPLETED", "task": task},
+                          actor="worker", source="worker")
+    assert result.status == 400 and words in result.body["error"]
+    assert result.body["error"].startswith("task must be")
+    assert {t.status for t in Task.objects.filter(stack__key="feature-1")} == {"PENDING"}
