@@ -663,3 +663,19 @@ def test_it_keeps_cloudseams_own_secrets_out_of_task_environments(monkeypatch):
                       timeout=None)
     env = task_environment(ctx)
     assert "secret-value" not in env.values() and env["HOME_GROWN"] == "kept"
+
+
+# --- compatibility with the original CloudSeam (issue #7) ---------------------------------------
+
+
+def test_it_gives_a_lambda_function_the_originals_stack_id_metadata_and_args_at_the_top(monkeypatch):
+    calls = stubbed_lambda(monkeypatch, {"StatusCode": 200, "Payload": streaming(b"{}")})
+    run_task(make_ctx("lambda", {"name": "db-setup", "args": {"task": "destroy", "size": 2}}))
+    payload = json.loads(calls[0]["Payload"])
+    assert (payload["stackId"], payload["metadata"]) == ("feature-123", {"imageTag": "e724e90"})
+    assert payload["args"] == {"task": "destroy", "size": 2}
+    assert payload["task"]["config"]["args"] == payload["args"] and payload["stack"]["id"] == "feature-123"
+
+    calls = stubbed_lambda(monkeypatch, {"StatusCode": 200, "Payload": streaming(b"{}")})
+    run_task(make_ctx("lambda", {"name": "db-setup"}))
+    assert json.loads(calls[0]["Payload"])["args"] == {}
