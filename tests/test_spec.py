@@ -119,7 +119,8 @@ def test_it_accepts_the_original_validator_machine():
         "db-destroy", "lambda", MappingProxyType({"name": "db-destroy", "args": {"task": "destroy"}})
     )
     assert machine.tasks["scaledown"].config["variables"] == {"desired_capacity": 0}
-    assert [p.path for p in result.warnings] == ["states.LAUNCH"]  # nothing advances to LAUNCH
+    # Nothing advances to LAUNCH; only FROZEN's NEXT leads to THAW, and FROZEN has no tasks to finish.
+    assert [p.path for p in result.warnings] == ["states.LAUNCH", "states.THAW"]
 
 
 def test_it_accepts_a_task_of_every_executor_and_fills_defaults():
@@ -909,3 +910,34 @@ def test_it_limits_state_and_event_names_to_63_characters():
     event = error_at(result, "events[2]")
     assert event.line == 2 and "event name" in event.message and "is 64 characters long" in event.message
     assert [p.path for p in result.errors] == ["events[2]", f"states.{long_state}"]  # 63 is allowed
+
+
+DEAD_NEXT = """\
+version: 1
+events: [GO, STOP]
+states:
+  INIT:
+    on:
+      GO: [{action: advance, state: WAIT}]
+  WAIT:
+    on:
+      NEXT: [{action: advance, state: HIDDEN}]
+      STOP: [{action: advance, state: DONE}]
+  HIDDEN:
+    on:
+      STOP: [{action: advance, state: DONE}]
+  DONE:
+    terminal: true
+"""
+
+
+def test_it_counts_next_only_from_states_whose_tasks_can_finish_when_warning_about_unreachable_states():
+    result = spec.validate(DEAD_NEXT)
+    assert result.valid
+    hidden = warning_at(result, "states.HIDDEN")
+    assert hidden.line == 11
+    assert hidden.message.startswith("state HIDDEN cannot be reached from INIT: only the NEXT handler of WAIT")
+    assert "never in a state without tasks" in hidden.message
+    with_task = DEAD_NEXT.replace("  WAIT:\n", "  WAIT:\n    tasks: [check]\n") + "tasks: {check: {executor: sleep}}\n"
+    assert spec.validate(with_task).warnings == ()
+
