@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from machines_app.models import Machine
 from stacks.models import ROLES
-from stacks.tokens import create_token, ensure_user_with_role
+from stacks.tokens import RoleRefused, create_token, ensure_user_with_role
 
 
 class Command(BaseCommand):
@@ -20,15 +20,20 @@ class Command(BaseCommand):
         parser.add_argument("--days", type=int, default=None, help="expire after this many days")
         parser.add_argument("--machine", action="append", default=[], dest="machines", metavar="NAME",
                             help="only change stacks of this machine (repeat for several)")
+        parser.add_argument("--promote", action="store_true",
+                            help="give an existing user the role when it is higher than the one they have")
 
-    def handle(self, *args, user, role, name, days, machines, **options):
+    def handle(self, *args, user, role, name, days, machines, promote, **options):
         if days is not None and days < 1:
             raise CommandError("--days must be 1 or more")
         found = list(Machine.objects.filter(name__in=machines))
         missing = sorted(set(machines) - {m.name for m in found})
         if missing:
             raise CommandError(f"no machine named {', '.join(missing)}")
-        account = ensure_user_with_role(user, role)
+        try:
+            account = ensure_user_with_role(user, role, promote=promote)
+        except RoleRefused as exc:
+            raise CommandError(str(exc)) from None
         expires = timezone.now() + timedelta(days=days) if days else None
         token, raw = create_token(account, name=name, role=role, expires_at=expires)
         token.machines.set(found)
