@@ -55,7 +55,8 @@ EVENT_MESSAGE = {
         "action": {"type": "string", "description": "older alias of event"},
         "machine": {"type": "string", "description": "required for a new stack"},
         "metadata": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null"]}},
-        "task": {"type": "object", "properties": {"name": {"type": "string"}, "id": {"type": "string"}}},
+        "task": {"type": "object", "properties": {"name": {"type": "string"}, "id": {"type": "string"}},
+                 "description": "the task reported on: its id when given, else its name; other keys are ignored"},
         "description": {"type": "string"},
         "id": {"type": "string", "description": "idempotency key: the same id is applied once"},
     },
@@ -90,7 +91,8 @@ def document() -> dict:
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"},
+                          "warning": {"type": "string", "description": "sent metadata that was not applied"}}},
                 "Task": {
                     "type": "object",
                     "properties": {
@@ -122,7 +124,9 @@ def document() -> dict:
                         "required": True,
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EventMessage"}}},
                     },
-                    "responses": {"200": _resp("The stack after the event", stack_ref),
+                    "responses": {"200": _resp("The stack after the event; with a `warning` sentence when the metadata "
+                                                "sent with an ignored (stale) completion was not applied",
+                                                stack_ref),
                                   **_errors(400, 401, 403, 404, 409, 413, 415)},
                 }
             },

@@ -323,7 +323,8 @@ def _find_task_by_name(stack: StackSnapshot, name: str) -> int:
 
 
 def _task_key(event: str, task_ref: Mapping | None) -> tuple[str, str]:
-    """Read {"id": ...} or {"name": ...} (the id wins when both are given), rejecting anything else."""
+    """Read {"id": ...} or {"name": ...} (the id wins when both are given; other keys, such as the
+    executor and config a worker echoes back, are ignored), rejecting a reference with neither."""
     if isinstance(task_ref, Mapping):
         for key in ("id", "name"):
             value = task_ref.get(key)

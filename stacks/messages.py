@@ -41,7 +41,7 @@ class EventMessage:
     event: str
     machine: str | None = None
     metadata: Mapping = field(default_factory=dict)
-    task: Mapping | None = None  # {"id": …} or {"name": …}
+    task: Mapping | None = None  # {"id": …} or {"name": …} (the id when a report gives both)
     description: str | None = None
     message_id: str | None = None
 
@@ -137,15 +137,30 @@ def _check_metadata_value(key: str, value: object) -> None:
         raise BadMessage(f"metadata {key!r} contains a NUL character, which CloudSeam cannot store")
 
 
+TASK_SHAPE = "task must be {\"name\": \"<task name>\"} or {\"id\": \"<task instance id>\"}"
+
+
 def _task(raw: object) -> Mapping | None:
+    """The task a report is about: its `id` when present, else its `name`; other keys are ignored.
+
+    Workers of the original CloudSeam echoed the whole task back (`{name, executor, config}`), and our
+    own task message carries `{id, name, executor, config}`: both are accepted as they are.
+    """
     if raw is None:
         return None
-    if isinstance(raw, Mapping) and len(raw) == 1:
-        if isinstance(raw.get("id"), str) and TASK_ID_RE.match(raw["id"]):
-            return {"id": raw["id"]}
-        if isinstance(raw.get("name"), str) and TASK_NAME_RE.match(raw["name"]):
-            return {"name": raw["name"]}
-    raise BadMessage("task must be {\"name\": \"<task name>\"} or {\"id\": \"<task instance id>\"}")
+    if not isinstance(raw, Mapping):
+        raise BadMessage(f"{TASK_SHAPE}; got {_describe(raw)}")
+    task_id, name = raw.get("id"), raw.get("name")
+    if task_id is not None and not (isinstance(task_id, str) and TASK_ID_RE.match(task_id)):
+        raise BadMessage(f"{TASK_SHAPE}; its id must be the 32 hexadecimal characters sent with the task, "
+                         f"got {_describe(task_id)}")
+    if name is not None and not (isinstance(name, str) and TASK_NAME_RE.match(name)):
+        raise BadMessage(f"{TASK_SHAPE}; its name must be a task name of the machine, got {_describe(name)}")
+    if task_id is not None:
+        return {"id": task_id}
+    if name is not None:
+        return {"name": name}
+    raise BadMessage(f"{TASK_SHAPE}; the task object has neither id nor name")
 
 
 def _short_text(raw: object, name: str, limit: int) -> str | None:

@@ -231,8 +231,12 @@ def _apply(msg: EventMessage, *, actor: str | Actor, source: str) -> EventResult
         raise Rejected(exc.code, exc.message, None if _created else stack) from None
     if outcome.ignored:  # a stale report: recorded, but the stack (metadata included) stays as it was
         snapshot = stack_json(stack, tasks)
+        warning = _metadata_warning(msg, "ignored")
+        if warning:
+            snapshot["warning"] = warning
+        error = ". ".join(filter(None, (outcome.ignored_reason, warning)))
         record = _record(msg, stack, actor, source, OUTCOME_IGNORED, stack.state, stack.state,
-                         outcome.ignored_reason or "", 200, snapshot, tasks=tasks)
+                         error, 200, snapshot, tasks=tasks)
         effects.after_commit(stack.key, event=event_json(record))
         return EventResult(200, snapshot, OUTCOME_IGNORED, stack=stack)
     current = _persist(stack, tasks, before, outcome, machine)
@@ -265,6 +269,17 @@ def _record(msg: EventMessage, stack: Stack | None, actor, source: str, outcome:
         status_code=status,
         response=response,
     )
+
+
+def _metadata_warning(msg: EventMessage, what: str) -> str:
+    """A sentence for the sender (and the history) when the metadata it sent was not kept; "" if none."""
+    if not msg.metadata:
+        return ""
+    keys = sorted(msg.metadata)
+    shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+    hint = f"; send it again with an event that is applied, e.g. {UPDATE_METADATA}"
+    hint = "" if msg.event == UPDATE_METADATA else hint
+    return f"The metadata sent with this {msg.event} ({shown}) was not applied because the event was {what}{hint}."
 
 
 def _task_label(ref: Mapping | None, tasks: list[Task] = ()) -> str:
@@ -321,6 +336,9 @@ def _save_status(row: Task, inst: engine.TaskInstance, now, current: bool = True
 def _record_rejection(msg: EventMessage, exc: Rejected, *, actor: str, source: str) -> EventResult:
     status = STATUS_BY_CODE.get(exc.code, 409)
     body = {"error": exc.message, "code": exc.code}
+    warning = _metadata_warning(msg, "refused")
+    if warning:
+        body["warning"] = warning
     stack = exc.stack
     if stack is not None:
         stack = Stack.objects.filter(pk=stack.pk).first()
@@ -330,8 +348,8 @@ def _record_rejection(msg: EventMessage, exc: Rejected, *, actor: str, source: s
     state = stack.state if stack else None
     try:
         with transaction.atomic():
-            record = _record(msg, stack, actor, source, OUTCOME_REJECTED, state, state, exc.message, status, body,
-                             keep_id=keep_id)
+            record = _record(msg, stack, actor, source, OUTCOME_REJECTED, state, state,
+                             ". ".join(filter(None, (exc.message, warning))), status, body, keep_id=keep_id)
     except IntegrityError:
         earlier = _earlier_answer(msg)
         if earlier is not None:

@@ -144,3 +144,36 @@ def test_it_takes_a_file_rolled_back_in_the_folder_as_a_revert(db, folder):
     (folder / "simple.yml").write_text(SIMPLE_MACHINE)  # `git revert` of the bad change
     run("load_machines", str(folder))
     assert Machine.objects.get().current_version.number == 1
+
+
+# --- compatibility with the original CloudSeam (issue #7) ---------------------------------------
+
+
+def test_it_refuses_to_raise_an_existing_users_role_without_promote(db):
+    from tests.fixtures_roles import make_user
+
+    vera = make_user("vera", "viewer")
+    with pytest.raises(CommandError) as refused:
+        run("create_token", "vera", "--role", "admin")
+    assert str(refused.value) == (
+        "user vera has the viewer role, lower than admin; pass --promote to give them the admin role, "
+        "or ask for a token with --role viewer"
+    )
+    assert list(vera.groups.values_list("name", flat=True)) == ["viewer"] and not ApiToken.objects.exists()
+
+    out, _ = run("create_token", "vera", "--role", "admin", "--promote")
+    assert ApiToken.objects.get().role == "admin" and out.strip().splitlines()[-1].startswith("cs_")
+    assert sorted(vera.groups.values_list("name", flat=True)) == ["admin", "viewer"]
+
+
+def test_it_gives_the_role_to_a_new_user_or_one_without_a_role_and_keeps_a_higher_one(db):
+    from tests.fixtures_roles import make_user
+
+    nobody, ada = make_user("nobody", None), make_user("ada", "admin")
+    run("create_token", "nobody", "--role", "operator")
+    run("create_token", "newcomer", "--role", "admin")
+    run("create_token", "ada", "--role", "viewer")
+    assert list(nobody.groups.values_list("name", flat=True)) == ["operator"]
+    assert ApiToken.objects.get(user__username="newcomer").user.groups.get().name == "admin"
+    assert list(ada.groups.values_list("name", flat=True)) == ["admin"]  # a viewer token, the user unchanged
+    assert ApiToken.objects.get(user=ada).role == "viewer"

@@ -424,3 +424,21 @@ def test_it_lists_every_class_and_colour_in_the_legend(machine):
     assert {"task-pending", "task-satisfied", "task-error"} <= set(items)
     assert items["current"].fill in to_dot(machine, highlight="INIT")
     assert f"fill:{items['init'].fill}" in to_mermaid(machine)
+
+
+def test_it_draws_an_empty_action_list_like_a_no_op():
+    empty = make_machine(
+        [
+            State("INIT", on={"LAUNCH": advance("RUN"), "ACCESS": ()}),
+            State("RUN", tasks=("job",), on={"NEXT": (), "DESTROY": advance("END")}),
+            State("END", terminal=True),
+        ],
+        events=("LAUNCH", "ACCESS", "DESTROY"),
+    )
+
+    graph = build_graph(empty)
+
+    assert graph.node("INIT").noop_events == ("ACCESS",)
+    assert graph.node("RUN").noop_events == ("NEXT",)
+    assert [(e.source, e.target) for e in graph.edges] == [("INIT", "RUN"), ("RUN", "END")]
+    assert "ACCESS" in to_mermaid(empty) and "ACCESS" in to_dot(empty)

@@ -663,3 +663,34 @@ def test_it_suggests_the_event_a_typo_meant():
     with pytest.raises(EventRejected) as error:
         apply_event(qa_env(), stack("RUN"), "FREEZ", new_id=ids())
     assert error.value.message.endswith("; did you mean FREEZE?")
+
+
+# --- compatibility with the original CloudSeam (issue #7) ---------------------------------------
+
+
+def test_it_accepts_an_event_whose_action_list_is_empty_and_does_nothing():
+    empty = machine(
+        state("INIT", on={"LAUNCH": [advance("WORK")]}),
+        state("WORK", tasks=["job"], on={"NEXT": [], "ACCESS": []}),
+        state("END", terminal=True),
+        events=["LAUNCH", "ACCESS"],
+    )
+    snapshot = stack("WORK", ("w1", "job"), previous="INIT")
+
+    accessed = apply(empty, snapshot, "ACCESS")
+    assert accessed.stack == snapshot
+    assert accessed.transitions == () and accessed.dispatch == () and accessed.cancelled == ()
+    assert not accessed.ignored and not accessed.removed
+
+    done = apply(empty, snapshot, "TASK_COMPLETED", task_ref={"id": "w1"})
+    assert done.stack.state == "WORK" and done.next_fired and done.transitions == ()
+
+
+def test_it_reads_a_task_echoed_back_whole_by_its_id_else_its_name():
+    echoed = {"id": "p2", "name": "db-setup", "executor": "external", "config": {}}
+    by_id = apply(qa_env(), provisioning(), "TASK_COMPLETED", task_ref=echoed)
+    assert [t.status for t in by_id.stack.tasks] == [PENDING, SATISFIED]  # the id wins over the name
+
+    original = {"name": "cert", "executor": "lambda", "config": {"name": "cert"}}
+    by_name = apply(qa_env(), provisioning(), "TASK_ERROR", task_ref=original, description="no quota")
+    assert by_name.stack.tasks[1].status == ERROR and by_name.stack.tasks[1].error == "no quota"

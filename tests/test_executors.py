@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import os
+import re
 import socket
 import stat
 import sys
@@ -594,7 +595,8 @@ def test_it_applies_a_local_terraform_configuration(fake_terraform, tf_source, t
     assert result.ok, result.error
     init, workspace, apply = fake_terraform()
     assert init["argv"] == ["init", "-input=false", "-no-color"]
-    assert workspace["argv"] == ["workspace", "select", "-or-create=true", "-no-color", "feature-123"]
+    assert workspace["argv"][:4] == ["workspace", "select", "-or-create=true", "-no-color"]
+    assert re.fullmatch(r"feature-123-[0-9a-f]{10}", workspace["argv"][4])
     assert apply["argv"] == [
         "apply", "-auto-approve", "-input=false", "-no-color", "-var", "desired_capacity=1", "-var", "name=a b",
     ]
@@ -663,3 +665,85 @@ def test_it_keeps_cloudseams_own_secrets_out_of_task_environments(monkeypatch):
                       timeout=None)
     env = task_environment(ctx)
     assert "secret-value" not in env.values() and env["HOME_GROWN"] == "kept"
+
+
+# --- compatibility with the original CloudSeam (issue #7) ---------------------------------------
+
+
+def test_it_gives_a_lambda_function_the_originals_stack_id_metadata_and_args_at_the_top(monkeypatch):
+    calls = stubbed_lambda(monkeypatch, {"StatusCode": 200, "Payload": streaming(b"{}")})
+    run_task(make_ctx("lambda", {"name": "db-setup", "args": {"task": "destroy", "size": 2}}))
+    payload = json.loads(calls[0]["Payload"])
+    assert (payload["stackId"], payload["metadata"]) == ("feature-123", {"imageTag": "e724e90"})
+    assert payload["args"] == {"task": "destroy", "size": 2}
+    assert payload["task"]["config"]["args"] == payload["args"] and payload["stack"]["id"] == "feature-123"
+
+    calls = stubbed_lambda(monkeypatch, {"StatusCode": 200, "Payload": streaming(b"{}")})
+    run_task(make_ctx("lambda", {"name": "db-setup"}))
+    assert json.loads(calls[0]["Payload"])["args"] == {}
+
+
+def tf_workspace(config: dict, **overrides) -> str:
+    """The workspace a terraform task ran in (the fake terraform records its calls)."""
+    calls_before = Path(os.environ["FAKE_TERRAFORM_LOG"])
+    seen = len(calls_before.read_text().splitlines()) if calls_before.exists() else 0
+    assert run_task(make_ctx("terraform", config, **overrides)).ok
+    calls = [json.loads(line) for line in calls_before.read_text().splitlines()[seen:]]
+    return next(call["argv"][4] for call in calls if call["argv"][0] == "workspace")
+
+
+def test_it_keeps_terraform_state_apart_per_stack_and_configuration(fake_terraform, tf_source, tmp_path):
+    other = tmp_path / "other-tf"
+    other.mkdir()
+    (other / "main.tf").write_text("# another configuration\n")
+    apply = {"action": "apply", "source": {"type": "local", "location": str(tf_source / "main.tf")}}
+    destroy = {"action": "destroy", "source": {"type": "local", "location": str(tf_source)}}
+    scale = {**apply, "variables": {"desired_capacity": 0}}
+    another = {"action": "apply", "source": {"type": "local", "location": str(other)}}
+    master = {**make_ctx("terraform", {}).stack, "id": "master"}
+
+    applied = tf_workspace(apply)
+    assert tf_workspace(destroy) == tf_workspace(scale) == applied  # the same configuration, the same state
+    assert tf_workspace(another) != applied  # another configuration of the same stack
+    assert tf_workspace(apply, stack=master) != applied  # another stack
+    assert tf_workspace(apply, task_name="other-task", task_id="t-2") == applied
+    result = run_task(make_ctx("terraform", apply))
+    assert f"state: workspace {applied} (stack feature-123, configuration {str(tf_source).strip('/')})" \
+        in result.output_tail
+
+
+def test_it_passes_the_originals_backend_key_when_the_configuration_declares_an_s3_backend(
+    fake_terraform, tf_source
+):
+    (tf_source / "backend.tf").write_text('terraform {\n  backend "s3" {\n    bucket = "states"\n  }\n}\n')
+    config = {"action": "apply", "source": {"type": "local", "location": str(tf_source)}}
+
+    result = run_task(make_ctx("terraform", config))
+
+    assert result.ok, result.error
+    init, apply = fake_terraform()
+    key = f"qa-env/feature-123/{str(tf_source).strip('/')}"
+    assert init["argv"] == ["init", "-input=false", "-no-color", f"-backend-config=key={key}"]
+    assert apply["argv"][0] == "apply"  # the default workspace: the key already names stack and source
+    assert f"state: s3 backend key {key}" in result.output_tail
+
+
+def test_it_uses_the_s3_source_key_in_the_backend_key_as_the_original_did(fake_terraform, monkeypatch):
+    boto3 = pytest.importorskip("boto3")
+    from botocore.stub import Stubber
+
+    client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    stubber = Stubber(client)
+    stubber.add_response("list_objects_v2", {"Contents": [{"Key": "qa/ecs/main.tf.json"}]},
+                         {"Bucket": "scripts", "Prefix": "qa/ecs/"})
+    body = b'{"terraform": {"backend": {"s3": {"bucket": "states"}}}}'
+    stubber.add_response("get_object", {"Body": streaming(body)}, {"Bucket": "scripts", "Key": "qa/ecs/main.tf.json"})
+    monkeypatch.setattr(lambda_invoke, "make_client", lambda service, read_timeout: client)
+    config = {"action": "destroy", "source": {"type": "s3", "bucket": "scripts", "key": "qa/ecs"}}
+
+    with stubber:
+        result = run_task(make_ctx("terraform", config))
+
+    assert result.ok, result.error
+    assert [call["argv"] for call in fake_terraform()][0][-1] == "-backend-config=key=qa-env/feature-123/qa/ecs"
+    assert [call["argv"][0] for call in fake_terraform()] == ["init", "destroy"]

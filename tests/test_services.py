@@ -259,3 +259,72 @@ def test_it_names_tasks_in_history_by_name_and_instance(simple_machine):
     handle_event({"stackId": "feature-1", "event": "TASK_COMPLETED", "task": {"id": first}}, actor="w", source="worker")
     labels = list(StackEvent.objects.filter(event="TASK_COMPLETED").order_by("id").values_list("task_ref", flat=True))
     assert labels == ["cert", f"db (instance {first[:8]})"]
+
+
+# --- compatibility with the original CloudSeam (issue #7) ---------------------------------------
+
+
+def test_it_accepts_a_completion_whose_task_carries_more_keys(simple_machine):
+    db, cert = launch().body["tasks"]
+    ours = {"id": cert["id"], "name": "cert", "executor": "external", "config": {}}
+    result = handle_event({"stackId": "feature-1", "event": "TASK_COMPLETED", "task": ours},
+                          actor="worker", source="worker")
+    assert result.status == 200 and result.body["tasks"][1]["status"] == "SATISFIED"
+    original = {"name": "db", "executor": "lambda", "config": {"name": "db-setup"}}
+    result = handle_event({"stackId": "feature-1", "event": "TASK_COMPLETED", "task": original},
+                          actor="worker", source="worker")
+    assert result.status == 200 and result.body["state"] == "RUN"
+    labels = list(StackEvent.objects.filter(event="TASK_COMPLETED").order_by("id").values_list("task_ref", flat=True))
+    assert labels == [f"cert (instance {cert['id'][:8]})", "db"]
+
+
+@pytest.mark.parametrize(
+    "task,words",
+    [
+        ({"executor": "external", "config": {}}, "the task object has neither id nor name"),
+        ({"id": 7, "name": "db"}, "its id must be the 32 hexadecimal characters sent with the task, got a number"),
+        ({"name": ["db"], "executor": "external"}, "its name must be a task name of the machine, got a list"),
+        ("db", 'task must be {"name": "<task name>"} or {"id": "<task instance id>"}; got \'db\''),
+    ],
+)
+def test_it_refuses_a_task_object_without_a_usable_id_or_name(simple_machine, task, words):
+    launch()
+    result = handle_event({"stackId": "feature-1", "event": "TASK_COMPLETED", "task": task},
+                          actor="worker", source="worker")
+    assert result.status == 400 and words in result.body["error"]
+    assert result.body["error"].startswith("task must be")
+    assert {t.status for t in Task.objects.filter(stack__key="feature-1")} == {"PENDING"}
+
+
+def test_it_warns_that_the_metadata_of_an_ignored_completion_was_not_applied(simple_machine):
+    first = launch(metadata={"keep": 1}).body["tasks"][0]["id"]
+    complete("feature-1", "db")
+    late = handle_event({"stackId": "feature-1", "event": "TASK_COMPLETED", "task": {"id": first},
+                         "metadata": {"version": "2", "url": "x"}}, actor="worker", source="worker")
+    assert late.status == 200 and late.outcome == "ignored" and late.body["metadata"] == {"keep": 1}
+    assert late.body["warning"] == (
+        "The metadata sent with this TASK_COMPLETED (url, version) was not applied because the event was "
+        "ignored; send it again with an event that is applied, e.g. UPDATE_METADATA."
+    )
+    entry = StackEvent.objects.get(outcome="ignored")
+    assert entry.error == f"task db (instance {first}) is already satisfied. {late.body['warning']}"
+    assert entry.metadata == {"version": "2", "url": "x"}
+    silent = handle_event({"stackId": "feature-1", "event": "TASK_COMPLETED", "task": {"id": first}},
+                          actor="worker", source="worker")
+    assert silent.outcome == "ignored" and "warning" not in silent.body  # nothing was dropped
+
+
+def test_it_warns_that_the_metadata_of_a_refused_completion_was_not_applied(simple_machine):
+    launch()
+    refused = handle_event({"stackId": "feature-1", "event": "TASK_COMPLETED", "task": {"name": "nuke"},
+                            "metadata": {"version": "2"}, "id": "w-1"}, actor="worker", source="worker")
+    assert refused.status == 409 and "no task named nuke" in refused.body["error"]
+    assert refused.body["warning"].startswith(
+        "The metadata sent with this TASK_COMPLETED (version) was not applied because the event was refused"
+    )
+    entry = StackEvent.objects.get(outcome="rejected")
+    assert entry.error == f"{refused.body['error']}. {refused.body['warning']}"
+    again = handle_event({"stackId": "feature-1", "event": "TASK_COMPLETED", "task": {"name": "nuke"},
+                          "metadata": {"version": "2"}, "id": "w-1"}, actor="worker", source="worker")
+    assert again.repeated and again.body == refused.body
+    assert Stack.objects.get(key="feature-1").metadata == {}

@@ -119,7 +119,8 @@ def test_it_accepts_the_original_validator_machine():
         "db-destroy", "lambda", MappingProxyType({"name": "db-destroy", "args": {"task": "destroy"}})
     )
     assert machine.tasks["scaledown"].config["variables"] == {"desired_capacity": 0}
-    assert [p.path for p in result.warnings] == ["states.LAUNCH"]  # nothing advances to LAUNCH
+    # Nothing advances to LAUNCH; only FROZEN's NEXT leads to THAW, and FROZEN has no tasks to finish.
+    assert [p.path for p in result.warnings] == ["states.LAUNCH", "states.THAW"]
 
 
 def test_it_accepts_a_task_of_every_executor_and_fills_defaults():
@@ -400,12 +401,11 @@ def test_it_rejects_handlers_for_system_events_other_than_next(event):
 @pytest.mark.parametrize(
     "handler,words",
     [
-        ("[]", "found an empty list"),
-        ("{action: no-op}", "must be a non-empty list of actions, e.g. [{action: advance, state: RUN}]"),
+        ("{action: no-op}", "must be a list of actions, e.g. [{action: advance, state: RUN}]"),
         ("~", "found nothing (null)"),
     ],
 )
-def test_it_requires_a_non_empty_list_of_actions(handler, words):
+def test_it_requires_a_list_of_actions(handler, words):
     text = variant("      DESTROY:\n        - action: advance\n          state: DONE\n", f"      DESTROY: {handler}\n")
     problem = error_at(spec.validate(text), "states.RUN.on.DESTROY")
     assert problem.line == 17 and words in problem.message
@@ -881,3 +881,63 @@ def test_it_never_raises_on_damaged_machines(edits):
         else:
             lines[index] = lines[index][: len(text)] + text
     assert_handled(spec.validate("\n".join(lines)))
+
+
+# --- compatibility with the original CloudSeam (issue #7) ---------------------------------------
+
+
+def test_it_accepts_an_empty_list_of_actions_as_accept_and_do_nothing():
+    text = variant("      DESTROY:\n        - action: advance\n          state: DONE\n", "      DESTROY: []\n")
+    text = text.replace("          state: RUN\n", "          state: RUN\n      DESTROY: []\n", 1)
+    result = spec.validate(text)
+    assert result.errors == ()
+    assert result.machine.states["RUN"].on["DESTROY"] == ()
+    assert result.machine.states["PROVISION"].on["DESTROY"] == ()
+    assert result.machine.accepted_events("RUN") == ("DESTROY",)
+
+
+def test_it_limits_state_and_event_names_to_63_characters():
+    long_state, long_event, longest = "S" * 70, "E" * 64, "N" * 63
+    text = variant("tasks:\n", f"  {long_state}: {{terminal: true}}\n  {longest}: {{terminal: true}}\ntasks:\n")
+    text = text.replace("events: [LAUNCH, DESTROY]", f"events: [LAUNCH, DESTROY, {long_event}, {longest}]")
+    result = spec.validate(text)
+
+    state = error_at(result, f"states.{long_state}")
+    assert state.line == 22
+    assert state.message == (
+        f"state name '{'S' * 57}...' is 70 characters long; state names may have at most 63 characters"
+    )
+    event = error_at(result, "events[2]")
+    assert event.line == 2 and "event name" in event.message and "is 64 characters long" in event.message
+    assert [p.path for p in result.errors] == ["events[2]", f"states.{long_state}"]  # 63 is allowed
+
+
+DEAD_NEXT = """\
+version: 1
+events: [GO, STOP]
+states:
+  INIT:
+    on:
+      GO: [{action: advance, state: WAIT}]
+  WAIT:
+    on:
+      NEXT: [{action: advance, state: HIDDEN}]
+      STOP: [{action: advance, state: DONE}]
+  HIDDEN:
+    on:
+      STOP: [{action: advance, state: DONE}]
+  DONE:
+    terminal: true
+"""
+
+
+def test_it_counts_next_only_from_states_whose_tasks_can_finish_when_warning_about_unreachable_states():
+    result = spec.validate(DEAD_NEXT)
+    assert result.valid
+    hidden = warning_at(result, "states.HIDDEN")
+    assert hidden.line == 11
+    assert hidden.message.startswith("state HIDDEN cannot be reached from INIT: only the NEXT handler of WAIT")
+    assert "never in a state without tasks" in hidden.message
+    with_task = DEAD_NEXT.replace("  WAIT:\n", "  WAIT:\n    tasks: [check]\n") + "tasks: {check: {executor: sleep}}\n"
+    assert spec.validate(with_task).warnings == ()
+

@@ -18,10 +18,15 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from cloudseam_site.accounts.models import ROLES, ApiToken, hash_token
+from cloudseam_site.accounts.roles import RANK, user_role
 
 log = logging.getLogger("cloudseam.audit")
 
 TOKEN_PREFIX = "cs_"
+
+
+class RoleRefused(Exception):
+    """`ensure_user_with_role` would raise an existing user's role without being told to promote."""
 
 
 def _new_token(user, name: str, role: str, expires_at: datetime | None = None) -> tuple[ApiToken, str]:
@@ -115,13 +120,27 @@ def bearer_from_header(value: str | None) -> str | None:
 
 
 @transaction.atomic
-def ensure_user_with_role(username: str, role: str):
-    """The user for `create_token`: created without a usable password if it does not exist."""
+def ensure_user_with_role(username: str, role: str, promote: bool = False):
+    """The user for `create_token`: created without a usable password if it does not exist.
+
+    A new user, or one without a role yet, is given `role`. A user who has a role keeps it: asking for
+    no more than it (a viewer token for an admin) changes nothing, asking for more (an admin token for
+    a viewer) raises RoleRefused naming the current role, unless `promote` is given.
+    """
     user_model = get_user_model()
     user, created = user_model.objects.get_or_create(username=username)
     if created:
         user.set_unusable_password()
         user.save(update_fields=["password"])
-    group = Group.objects.get(name=role)
-    user.groups.add(group)
+    current = user_role(user)
+    if current is not None and RANK[role] <= RANK[current]:
+        return user
+    if current is not None and not promote:
+        raise RoleRefused(
+            f"user {username} has the {current} role, lower than {role}; pass --promote to give them the "
+            f"{role} role, or ask for a token with --role {current}"
+        )
+    user.groups.add(Group.objects.get(name=role))
+    if current is not None:
+        log.info("create_token promoted %s from %s to %s", username, current, role)
     return user

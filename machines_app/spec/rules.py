@@ -19,6 +19,7 @@ from machines_app.spec.model import (
     ACTION_KINDS,
     EXECUTORS,
     MACHINE_NAME_PATTERN,
+    MAX_NAME_LENGTH,
     NAME_PATTERN,
     STATE_KEYS,
     SYSTEM_EVENTS,
@@ -156,6 +157,11 @@ def _section(top: Fields, key: str, empty: Any, shape: str, required: bool = Fal
 
 
 def _name_problem(kind: str, name: str) -> str:
+    if len(name) > MAX_NAME_LENGTH:
+        return (
+            f"{kind} name {quote(name)} is {len(name)} characters long; {kind} names may have at most "
+            f"{MAX_NAME_LENGTH} characters"
+        )
     return (
         f"{kind} name {quote(name)} is not allowed; use upper-case letters, digits and '-', "
         "e.g. PROVISION or UPDATE-RUN"
@@ -320,10 +326,9 @@ def _read_handlers(fields: Fields, names: _Names) -> dict[str, tuple[Action, ...
 
 
 def _read_actions(raw: Any, path: str, line: int | None, names: _Names, report: _Report) -> tuple[Action, ...] | None:
-    example = "e.g. [{action: advance, state: RUN}] or [{action: no-op}]"
-    if not isinstance(raw, list) or not raw:
-        found = "an empty list" if isinstance(raw, list) else describe(raw)
-        report.error(path, line, f"an event handler must be a non-empty list of actions, {example}; found {found}")
+    example = "e.g. [{action: advance, state: RUN}], [{action: no-op}] or [] (accept, do nothing)"
+    if not isinstance(raw, list):
+        report.error(path, line, f"an event handler must be a list of actions, {example}; found {describe(raw)}")
         return None
     actions = [
         _read_action(item, Fields(item, item_path(path, index), line_of(raw, index), report, "an action"), names)

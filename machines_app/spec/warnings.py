@@ -5,16 +5,28 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from machines_app.spec.fields import Reporter
+from machines_app.spec.fields import Reporter, name_list
 from machines_app.spec.reader import key_path
 
 
+def next_fires(state: Any) -> bool:
+    """Whether NEXT can ever fire in this state. The engine fires it when the last task of a
+    non-terminal state is done, never on entering a state (`stacks.engine._state_done`)."""
+    return bool(state.tasks) and not state.terminal
+
+
+def _targets(actions: Any) -> set[str]:
+    return {action.state for action in actions if action.kind == "advance"}
+
+
 def advance_targets(state: Any) -> set[str]:
-    return {action.state for actions in state.on.values() for action in actions if action.kind == "advance"}
+    """Where this state's handlers can move a stack; its NEXT handler counts only if NEXT can fire."""
+    return {target for event, actions in state.on.items() if event != "NEXT" or next_fires(state)
+            for target in _targets(actions)}
 
 
 def reachable_states(states: Mapping[str, Any]) -> set[str]:
-    """States an INIT stack can get to by any event (NEXT included)."""
+    """States an INIT stack can get to by any event (NEXT included where it can fire)."""
     if "INIT" not in states:
         return set()
     seen, todo = {"INIT"}, ["INIT"]
@@ -30,7 +42,15 @@ def warn_unreachable_states(states: Mapping, lines: Mapping[str, int], report: R
     reachable = reachable_states(states)
     for name in states:
         if reachable and name not in reachable:
+            dead = [source for source, state in states.items() if source in reachable and not next_fires(state)
+                    and name in _targets(state.on.get("NEXT", ()))]
             message = f"state {name} cannot be reached from INIT: no reachable state advances to it"
+            if dead:
+                message = (
+                    f"state {name} cannot be reached from INIT: only the NEXT handler of {name_list(dead)} "
+                    "leads to it, and NEXT never fires there (it fires when the tasks of a non-terminal "
+                    "state are done, so never in a state without tasks)"
+                )
             report.warn(key_path("states", name), lines.get(name), message)
 
 

@@ -2,7 +2,8 @@
 
 Payload: the task message `{"task": {"id", "name", "executor", "config"}, "stack": {...}}`, so the
 config's `args` arrive as `task.config.args`. For functions written for the original CloudSeam,
-`stackId` and `metadata` are also given at the top level, as that system sent them.
+`stackId`, `metadata` and the config's `args` (`{}` when there are none) are also given at the top
+level, where such a function reads them.
 
 boto3 is imported only when a lambda task runs: it is large, and workers that never run lambda
 tasks need not install it. Credentials and region come from the usual AWS environment.
@@ -40,7 +41,8 @@ def make_client(service: str, read_timeout: float) -> Any:
 def _payload(ctx: TaskContext) -> dict:
     message = task_message(ctx)
     stack = message["stack"]
-    return {**message, "stackId": stack.get("id"), "metadata": stack.get("metadata") or {}}
+    args = message["task"]["config"].get("args") or {}
+    return {**message, "stackId": stack.get("id"), "metadata": stack.get("metadata") or {}, "args": args}
 
 
 def run(ctx: TaskContext) -> TaskResult:

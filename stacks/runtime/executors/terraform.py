@@ -3,8 +3,15 @@
 - Source `local` (a folder, or a file whose folder is used) is copied, `s3` (a key prefix) is
   downloaded with boto3. Running in a copy keeps parallel tasks from sharing `.terraform/` and keeps
   the worker from writing into the source.
-- Each stack gets its own Terraform workspace, named after the stack id, so that `feature-123` and
-  `master` applying the same configuration keep separate states in the configured backend.
+- State is kept apart per stack and configuration, so that `feature-123` and `master` applying the
+  same configuration, or one stack applying two configurations, never share a state:
+  - a configuration that declares an `s3` backend gets the original CloudSeam's state key at
+    `terraform init`: `-backend-config=key=<machine>/<stack id>/<source key>` (for a local source,
+    its folder stands in for the key), in the default workspace, so state the original wrote is found;
+  - any other configuration runs in its own workspace, `<stack id>-<10 hex digits>` naming the
+    stack and the configuration (s3 key or local folder).
+  The configuration, not the task, is what counts: an `apply` task and the `destroy` task of the same
+  source, or two tasks applying it with different variables, share their state, as they must.
 - Config `variables` become `-var name=value` arguments. The stack id and metadata are offered as
   TF_VAR_* environment variables (`stack_id`, and each metadata key), which Terraform silently
   ignores when a configuration does not declare them, and which never reach a command line.
@@ -14,6 +21,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import shlex
 import shutil
@@ -38,6 +47,8 @@ from stacks.runtime.executors.process import ProcessStartError, run_process
 ACTIONS = ("apply", "destroy")
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 S3_READ_TIMEOUT = 60
+S3_BACKEND = re.compile(r'^\s*backend\s+"s3"', re.MULTILINE)  # in *.tf
+S3_BACKEND_JSON = re.compile(r'"backend"\s*:\s*\{\s*"s3"')  # in *.tf.json
 
 
 class SourceError(Exception):
@@ -54,9 +65,15 @@ def _environment(ctx: TaskContext) -> dict[str, str]:
     return env
 
 
+def _local_folder(source: Mapping) -> Path:
+    """The folder a local source names: the location itself, or the folder of a file."""
+    location = Path(str(source.get("location", "")))
+    return location if location.is_dir() else location.parent
+
+
 def _fetch_local(source: Mapping, target: Path) -> None:
     location = Path(str(source.get("location", "")))
-    folder = location if location.is_dir() else location.parent
+    folder = _local_folder(source)
     if not location.exists() or not folder.is_dir():
         raise SourceError(f"terraform source does not exist on this worker: {location}")
     shutil.copytree(folder, target, ignore=shutil.ignore_patterns(".terraform", ".git"))
@@ -119,15 +136,43 @@ def _fetch(ctx: TaskContext, target: Path, tail: list[str]) -> None:
         raise SourceError(f"unknown terraform source type '{kind}'; known types: local, s3")
 
 
-def _steps(program: str, ctx: TaskContext) -> list[tuple[str, list[str]]]:
+def _source_key(ctx: TaskContext) -> str:
+    """What names the configuration: the s3 key as written (as the original used it), or the folder."""
+    source = ctx.config.get("source") or {}
+    if source.get("type") == "s3":
+        return str(source.get("key", ""))
+    return Path(os.path.normpath(_local_folder(source))).as_posix().strip("/")
+
+
+def _declares_s3_backend(folder: Path) -> bool:
+    files = [*sorted(folder.glob("*.tf")), *sorted(folder.glob("*.tf.json"))]
+    return any(
+        (S3_BACKEND if path.suffix == ".tf" else S3_BACKEND_JSON).search(path.read_text(errors="replace"))
+        for path in files
+    )
+
+
+def _state(ctx: TaskContext, folder: Path) -> tuple[list[str], str | None, str]:
+    """Where this task's state lives: extra `init` arguments, the workspace (None: the default one),
+    and a line saying so in the task's output. See the module docstring."""
+    stack_id, source_key = str(ctx.stack.get("id") or ""), _source_key(ctx)
+    if _declares_s3_backend(folder):
+        key = f"{ctx.stack.get('machine')}/{stack_id}/{source_key}"
+        return [f"-backend-config=key={key}"], None, f"state: s3 backend key {key}"
+    if not stack_id:
+        return [], None, "state: default workspace"
+    workspace = f"{stack_id}-{hashlib.sha256(source_key.encode()).hexdigest()[:10]}"
+    return [], workspace, f"state: workspace {workspace} (stack {stack_id}, configuration {source_key})"
+
+
+def _steps(program: str, ctx: TaskContext, init_args: list[str], workspace: str | None) -> list[tuple[str, list[str]]]:
     action = str(ctx.config.get("action"))
     variables = ctx.config.get("variables") or {}
     var_args = [arg for k, v in variables.items() for arg in ("-var", f"{k}={env_value(v)}")]
-    steps = [("terraform init", [program, "init", "-input=false", "-no-color"])]
-    stack_id = str(ctx.stack.get("id") or "")
-    if stack_id:
-        workspace = [program, "workspace", "select", "-or-create=true", "-no-color", stack_id]
-        steps.append(("terraform workspace select", workspace))
+    steps = [("terraform init", [program, "init", "-input=false", "-no-color", *init_args])]
+    if workspace:
+        select = [program, "workspace", "select", "-or-create=true", "-no-color", workspace]
+        steps.append(("terraform workspace select", select))
     change = [program, action, "-auto-approve", "-input=false", "-no-color", *var_args]
     steps.append((f"terraform {action}", change))
     return steps
@@ -137,7 +182,9 @@ def _run_steps(
     ctx: TaskContext, program: str, folder: Path, env: dict[str, str], tail: list[str]
 ) -> TaskResult:
     deadline = None if ctx.timeout is None else time.monotonic() + ctx.timeout
-    for label, argv in _steps(program, ctx):
+    init_args, workspace, where = _state(ctx, folder)
+    emit(ctx, tail, where)
+    for label, argv in _steps(program, ctx, init_args, workspace):
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             return failure(timeout_error(ctx.timeout), tail)
