@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from machines_app import spec
 from machines_app.spec import Action, Machine, Problem, SpecError, TaskDef, Validation
 
-COMPAT = Path("/work/shared/compat")
+COMPAT = Path(__file__).resolve().parent.parent.parent / "shared" / "compat"  # shared/ lies beside the checkout
 MACHINES = Path(__file__).parent / "machines"
 
 # Line numbers below refer to this document; tests change one piece of it at a time.
