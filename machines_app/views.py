@@ -20,7 +20,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST, require_safe
 
-from machines_app import diagrams, spec
+from machines_app import diagrams, in_flight, spec
 from machines_app.forms import MachineForm
 from machines_app.models import Machine, MachineVersion
 from machines_app.services import InvalidMachine, save_machine
@@ -199,6 +199,7 @@ def machine_detail(request: HttpRequest, name: str) -> HttpResponse:
         "warnings": shown.warnings,
         "mermaid": diagrams.to_mermaid(shown.spec),
         "parsed": shown.spec,
+        "upgrade": in_flight.pending_impact(machine),  # stacks on older versions: move them, or why not
         **diagram_context(shown),
     }
     return render(request, "machines_app/machine_detail.html", context)
