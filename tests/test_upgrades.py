@@ -279,3 +279,9 @@ def test_it_says_how_the_impact_check_fails_in_its_help(capsys):
     with pytest.raises(SystemExit):
         call_command("validate_machines", "--help")
     assert "exits 3 when there are any" in " ".join(capsys.readouterr().out.split())
+
+
+def test_it_describes_the_impact_endpoint_in_the_openapi_document(viewer_client):
+    document = viewer_client.get("/api/openapi.json").json()
+    operation = document["paths"]["/api/machines/{name}/impact"]["post"]
+    assert {"200", "400", "404"} <= set(operation["responses"])
