@@ -63,6 +63,32 @@ EVENT_MESSAGE = {
 }
 
 
+_REASON = {
+    "type": "object",
+    "properties": {
+        "code": {"enum": ["state_removed", "tasks_changed", "event_removed", "no_terminal"]},
+        "message": {"type": "string"},
+        "blocksUpgrade": {"type": "boolean", "description": "UPGRADE_MACHINE would refuse this stack"},
+    },
+}
+IMPACT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "machine": {"type": "string"},
+        "currentVersion": {"type": "integer"},
+        "active": {"type": "integer"},
+        "upgradable": {"type": "array", "items": {"type": "string"}, "description": "ids of stacks that can move up"},
+        "stranded": {"type": "array", "items": {"type": "object", "properties": {
+            "id": {"type": "string"}, "state": {"type": "string"}, "version": {"type": "integer"},
+            "upgradable": {"type": "boolean"}, "reasons": {"type": "array", "items": _REASON}}}},
+        "states": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+            "stacks": {"type": "integer"}, "upgradable": {"type": "integer"}, "stranded": {"type": "integer"},
+            "inDraft": {"type": "boolean"}, "nodeId": {"type": ["string", "null"]}}}},
+        "summary": {"type": "string"},
+    },
+}
+
+
 def _paged(item: dict) -> dict:
     return {
         "type": "object",
@@ -203,6 +229,19 @@ def document() -> dict:
                         **_errors(400, 401, 403, 413, 415),
                     },
                 },
+            },
+            "/api/machines/{name}/impact": {
+                "post": {
+                    "summary": "What saving this YAML as the machine's newest version would do to its active stacks",
+                    "description": "Each active stack is compared with the version it is pinned to: upgradable "
+                                   "(UPGRADE_MACHINE would succeed and nothing it relies on changed) or stranded, "
+                                   "with a sentence per reason (state removed, tasks changed, an event it may be "
+                                   "waiting for removed, no terminal state reachable any more). An invalid draft "
+                                   "is answered 400 with the validator's errors.",
+                    "parameters": [name],
+                    "requestBody": yaml_body,
+                    "responses": {"200": _resp("The impact", IMPACT_SCHEMA), **_errors(400, 401, 403, 404, 413, 415)},
+                }
             },
         },
     }

@@ -16,6 +16,7 @@ api_patterns = [
     path("machines", machines_api.list_machines, name="api-machines"),
     path("machines/validate", machines_api.validate_machine, name="api-machines-validate"),
     path("machines/<str:name>", machines_api.machine_detail, name="api-machine"),
+    path("machines/<str:name>/impact", machines_api.machine_impact, name="api-machine-impact"),
     path("openapi.json", openapi.openapi_view, name="api-openapi"),
     re_path(r"^.*$", api_not_found),
 ]

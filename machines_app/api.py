@@ -7,7 +7,7 @@ from django.http import HttpRequest, JsonResponse
 from cloudseam_site.accounts.models import ROLE_ADMIN, ROLE_VIEWER
 from cloudseam_site.accounts.roles import request_actor
 from cloudseam_site.api import ApiError, api_endpoint, iso, read_body
-from machines_app import diagrams, spec
+from machines_app import diagrams, impact, in_flight, spec
 from machines_app.models import Machine, MachineVersion
 from machines_app.services import InvalidMachine, save_machine
 
@@ -126,3 +126,23 @@ def _put_machine(request: HttpRequest, name: str) -> JsonResponse:
 def validate_machine(request: HttpRequest) -> dict:
     text = _decode_yaml(read_body(request, kind="yaml"))
     return spec.validate(text).as_dict()
+
+
+@api_endpoint(methods=("POST",), role=ROLE_VIEWER)
+def machine_impact(request: HttpRequest, name: str) -> dict | JsonResponse:
+    """What saving the YAML body as the machine's newest version would do to its active stacks."""
+    machine = _get_machine(name)
+    result = spec.validate(_decode_yaml(read_body(request, kind="yaml")))
+    if result.machine is None:
+        body = {"error": "the draft is not a valid machine; fix its errors to see its impact", **result.as_dict()}
+        return JsonResponse(body, status=400)
+    return impact_json(machine, result.machine, in_flight.draft_impact(machine, result.machine))
+
+
+def impact_json(machine: Machine, draft: spec.Machine, found: impact.Impact) -> dict:
+    """The impact as JSON, each state with its diagram node id when the draft still has it."""
+    body = found.as_dict()
+    for state, counts in body["states"].items():
+        counts["inDraft"] = state in draft.states
+        counts["nodeId"] = diagrams.svg_node_id(state) if state in draft.states else None
+    return {"machine": machine.name, "currentVersion": machine.current_version.number, **body}

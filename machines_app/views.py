@@ -20,7 +20,7 @@ from django.views.decorators.http import require_POST, require_safe
 
 from cloudseam_site.accounts.models import ROLE_ADMIN, ROLE_VIEWER
 from cloudseam_site.accounts.roles import role_required
-from machines_app import diagrams, spec
+from machines_app import diagrams, in_flight, spec
 from machines_app.diagram_context import diagram_context, machine_svg
 from machines_app.forms import MachineForm
 from machines_app.models import Machine, MachineVersion
@@ -156,6 +156,7 @@ def machine_detail(request: HttpRequest, name: str) -> HttpResponse:
         "warnings": shown.warnings,
         "mermaid": diagrams.to_mermaid(shown.spec),
         "parsed": shown.spec,
+        "upgrade": in_flight.pending_impact(machine),  # stacks on older versions: move them, or why not
         **diagram_context(shown),
     }
     return render(request, "machines_app/machine_detail.html", context)

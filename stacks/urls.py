@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from stacks import views
+from stacks import upgrades_views, views
 
 STACK_ID = r"(?P<stack_id>[A-Za-z0-9][A-Za-z0-9._-]{0,62})"
 
@@ -18,4 +18,5 @@ urlpatterns = [
     re_path(rf"^stacks/{STACK_ID}/task/$", views.stack_task, name="stacks-task"),
     re_path(rf"^stacks/{STACK_ID}/metadata/$", views.stack_metadata, name="stacks-metadata"),
     re_path(rf"^stacks/{STACK_ID}/upgrade/$", views.stack_upgrade, name="stacks-upgrade"),
+    path("machines/<str:name>/move-stacks/", upgrades_views.move_stacks, name="stacks-move-to-current"),
 ]

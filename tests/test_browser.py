@@ -538,3 +538,66 @@ def test_it_announces_changes_and_works_from_the_keyboard(logged_in: Page, cloud
     page.keyboard.press("Enter")
     expect(page.locator("#stack-state")).to_have_text("FROZEN")
     expect(page.locator("#announcer")).to_contain_text(f"{stack_id} is now in FROZEN")
+
+
+IMPACT_MACHINE = """\
+version: 1
+events: [LAUNCH, FREEZE, RESUME, DESTROY]
+states:
+  INIT:
+    on:
+      LAUNCH: [{action: advance, state: RUN}]
+  RUN:
+    on:
+      FREEZE: [{action: advance, state: FROZEN}]
+      DESTROY: [{action: advance, state: GONE}]
+  FROZEN:
+    on:
+      RESUME: [{action: advance, state: RUN}]
+      DESTROY: [{action: advance, state: GONE}]
+  GONE:
+    terminal: true
+"""
+
+
+def test_it_foresees_stranded_stacks_in_the_editor_and_moves_the_compatible_ones(logged_in: Page, cloudseam_server):
+    page, server = logged_in, cloudseam_server
+    name = unique("impact")
+    status, body = server.api("PUT", f"/api/machines/{name}", raw=IMPACT_MACHINE.encode(),
+                              content_type="application/yaml")
+    assert status == 201, body
+    running, frozen = unique("run"), [unique("cold"), unique("cold")]
+    for key in (running, *frozen):
+        launch(server, key, name)
+    for key in frozen:
+        assert server.api("POST", "/api/events", {"stackId": key, "event": "FREEZE"})[0] == 200
+    page.goto(f"/machines/{name}/edit/")
+    impact = page.locator("#impact")
+    # FROZEN stays but no longer accepts RESUME: its stacks are marked on the diagram as stranded.
+    page.fill("#id_yaml_text", IMPACT_MACHINE.replace("      RESUME: [{action: advance, state: RUN}]\n", ""))
+    expect(impact).to_contain_text("would leave 2 stacks stranded (FROZEN no longer handles RESUME")
+    frozen_node = page.locator('#preview g.node[id="state-FROZEN"]')
+    expect(frozen_node).to_have_class(re.compile(r"\bstrands\b"))
+    expect(frozen_node.locator("text.stack-count")).to_have_text("2 stacks, 2 stranded")
+    expect(page.locator('#preview g.node[id="state-RUN"] text.stack-count')).to_have_text("1 stack")
+    # FROZEN deleted: the stacks in it are named before anything is saved.
+    without_frozen = IMPACT_MACHINE.replace("FREEZE: [{action: advance, state: FROZEN}]", "FREEZE: [{action: no-op}]")
+    without_frozen = without_frozen[:without_frozen.index("  FROZEN:")] + "  GONE:\n    terminal: true\n"
+    page.fill("#id_yaml_text", without_frozen)
+    expect(impact).to_contain_text(f"This version would leave 2 stacks stranded (FROZEN no longer exists: "
+                                   f"{', '.join(sorted(frozen))}) and let 1 move up")
+    expect(page.locator('#preview g.node[id="state-FROZEN"]')).to_have_count(0)
+    shoot(page, "editor-impact")
+    # A compatible change: saved, then every stack moves to it from the machine page in one click.
+    page.fill("#id_yaml_text", IMPACT_MACHINE.replace("DESTROY]", "DESTROY, PAUSE]"))
+    expect(impact).to_contain_text("This version would let all 3 active stacks move up")
+    page.click("#save-button")
+    expect(page).to_have_url(re.compile(rf"/machines/{name}/$"))
+    form = page.locator("#move-stacks-form")
+    expect(form.locator("button")).to_have_text("Move all 3 compatible stacks to version 2")
+    form.locator("input[name=confirm]").fill("3")
+    form.locator("button").click()
+    expect(page.locator("#move-report")).to_contain_text("Moved 3 stacks to version 2")
+    shoot(page, "moved-stacks")
+    for key in (running, *frozen):
+        assert server.api("GET", f"/api/stacks/{key}")[1]["machineVersion"] == 2

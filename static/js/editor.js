@@ -1,10 +1,12 @@
 // The machine editor: line numbers, validation as you type through POST /api/machines/validate
 // (errors listed with their lines and marked beside the text), and a live diagram preview of the
 // last valid text. Saving is an ordinary form post; it is disabled while the text is invalid, and
-// the server refuses an invalid machine anyway.
+// the server refuses an invalid machine anyway. For a machine that exists, each valid text's impact on
+// its running stacks is shown beside the validation and marked on the preview (impact.js).
 
 import { csrfToken, debounce, h } from "./live.js";
 import { drawDot, placeSvg } from "./diagram.js";
+import { fetchImpact, markDiagram, showImpact } from "./impact.js";
 
 const form = document.getElementById("editor-form");
 const textarea = document.getElementById("id_yaml_text");
@@ -14,11 +16,13 @@ const status = document.getElementById("validation-status");
 const problemsList = document.getElementById("problems");
 const preview = document.getElementById("preview");
 const save = document.getElementById("save-button");
+const impactBox = document.getElementById("impact");
 
 let errors = new Map(); // line -> messages
 let warnings = new Map();
 let asked = 0;
 let shownLines = -1;
+let impact = null; // the last valid text's impact on running stacks, marked on each new drawing
 
 function byLine(problems) {
   const lines = new Map();
@@ -85,6 +89,7 @@ function showResult(result) {
   }
   save.disabled = !result.valid;
   preview.classList.toggle("stale", !result.valid);
+  impactBox.classList.toggle("stale", !result.valid);
 }
 
 async function drawPreview(text, mine) {
@@ -97,8 +102,21 @@ async function drawPreview(text, mine) {
     const drawing = await response.json();
     if (drawing.svg) placeSvg(preview, drawing.svg);
     else await drawDot(preview, drawing.dot);
+    markDiagram(preview, impact);
   } catch {
     // Keep the last drawing; validation still tells what is wrong.
+  }
+}
+
+async function showDraftImpact(text, mine) {
+  try {
+    const found = await fetchImpact(form.dataset.impactUrl, text);
+    if (mine !== asked) return;
+    impact = found;
+    showImpact(impactBox, impact);
+    markDiagram(preview, impact);
+  } catch {
+    // The impact is advice; validation and saving work without it.
   }
 }
 
@@ -120,7 +138,10 @@ const validate = debounce(async () => {
       return;
     }
     showResult(result);
-    if (result.valid) drawPreview(text, mine);
+    if (result.valid) {
+      drawPreview(text, mine);
+      if (form.dataset.impactUrl) showDraftImpact(text, mine);
+    }
   } catch {
     if (mine === asked) status.textContent = "Could not reach the validator; the machine is checked again when saved.";
   }
