@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from machines_app.models import Machine
+from machines_app.spec import SYSTEM_EVENTS
 from stacks import engine, live
 from stacks.dispatch import after_commit_effects, job_for, job_id
 from stacks.messages import BadMessage, EventMessage, parse_message
@@ -143,6 +144,8 @@ def _load_or_create(msg: EventMessage, actor: str | Actor) -> tuple[Stack, bool]
                 stack,
             )
         return stack, False
+    if msg.event in SYSTEM_EVENTS:
+        _refuse_system_event_without_stack(msg)
     if not msg.machine:
         raise Rejected(
             "unknown_stack",
@@ -160,6 +163,15 @@ def _load_or_create(msg: EventMessage, actor: str | Actor) -> tuple[Stack, bool]
         key=msg.stack_id, machine=machine, machine_version=machine.current_version, state=engine.INIT
     )
     return stack, True
+
+
+def _refuse_system_event_without_stack(msg: EventMessage) -> None:
+    """A late task report (or a retry) for a stack that is gone must not create an empty new one."""
+    removed = Stack.objects.removed().filter(key=msg.stack_id).order_by("-removed_at").first()
+    why = f" (it was removed at {removed.removed_at:%Y-%m-%d %H:%M:%S} UTC)" if removed else ""
+    what = "task completions and errors" if msg.event in ("TASK_COMPLETED", "TASK_ERROR") else "system events"
+    raise Rejected("unknown_stack", f"stack {msg.stack_id} does not exist{why}; {what} never create a stack "
+                   f"({msg.event} was not applied)", removed)
 
 
 def _snapshot(stack: Stack, tasks: list[Task], metadata: Mapping) -> engine.StackSnapshot:
