@@ -11,6 +11,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from cloudseam_site.strict_json import JsonInputError, check_text
+
 STACK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 EVENT_RE = re.compile(r"^[A-Z0-9_-]{1,63}$")
 MACHINE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -107,10 +109,19 @@ def check_metadata(raw: object) -> dict:
         raise BadMessage(f"metadata must be a flat object of names to values; got {_describe(raw)}")
     if len(raw) > MAX_METADATA_KEYS:
         raise BadMessage(f"metadata may have at most {MAX_METADATA_KEYS} keys; got {len(raw)}")
+    _check_unicode(raw, "metadata")
     for key, value in raw.items():
         _check_metadata_key(key)
         _check_metadata_value(key, value)
     return dict(raw)
+
+
+def _check_unicode(value: object, what: str) -> None:
+    """Text a database, a page or a log cannot hold (a lone surrogate) is refused wherever it is."""
+    try:
+        check_text(value, what)
+    except JsonInputError as exc:
+        raise BadMessage(exc.message) from None
 
 
 def _check_metadata_key(key: object) -> None:
@@ -160,6 +171,7 @@ def parse_message(data: object) -> EventMessage:
     """Check a decoded JSON message and return it in typed form, or raise BadMessage."""
     if not isinstance(data, Mapping):
         raise BadMessage("the event message must be a JSON object")
+    _check_unicode(data, "the event message")
     unknown = [k for k in data if k not in FIELDS]
     if unknown:
         raise BadMessage(f"unknown field {_describe(str(unknown[0]))}; fields: {', '.join(FIELDS)}")

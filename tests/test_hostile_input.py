@@ -3,13 +3,24 @@ nothing, and never answers 500. Database tests also run on PostgreSQL (`-m postg
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.urls import reverse
 
+from cloudseam_site import strict_json
 from stacks.models import Stack, StackEvent
 from stacks.services import handle_event
-from tests.conftest import SIMPLE_MACHINE  # noqa: F401 - the machine of the `simple_machine` fixture
+from tests.fixtures_roles import MACHINE, form_data
+from tests.fixtures_roles import launch as launch_demo
+
+pytest_plugins = ["tests.fixtures_roles"]  # otto (operator, staff), machine ("demo")
+
+LONE = "\ud800"  # a lone surrogate: what the JSON escape \ud800 decodes to
 
 
 def send(message: dict, actor: str = "tester", source: str = "api"):
@@ -65,4 +76,216 @@ def test_it_answers_404_through_the_api_for_a_stale_completion(client, simple_ma
                            HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert response.status_code == 404
     assert "never create a stack" in response.json()["error"]
+    assert not Stack.objects.exists()
+
+
+# --- 4. hostile JSON: a sentence and 400 at every door, never a 500 --------------------------------
+
+
+def test_it_reads_strict_json():
+    assert strict_json.loads('{"a": "\\ud83d\\ude00", "b": [1, {"c": null}]}') == {"a": "😀", "b": [1, {"c": None}]}
+    for text, words in [('{"a": 1, "a": 2}', "the key 'a' appears twice"),
+                        ('{"m": {"k": 1, "k": 1}}', "the key 'k' appears twice"),
+                        ('{"id": "\\ud800"}', "not valid Unicode at id"),
+                        ('{"metadata": {"k": "x\\udfff"}}', 'not valid Unicode at metadata["k"]'),
+                        ('{"metadata": {"\\ud800": 1}}', "not valid Unicode at a key of metadata"),
+                        ('[1, ["\\ud800"]]', "not valid Unicode at [1][0]"),
+                        ('{"x": NaN}', "NaN, which is not valid JSON")]:
+        with pytest.raises(strict_json.JsonInputError, match=words.replace("[", r"\[")):
+            strict_json.loads(text)
+    assert strict_json.scrub("a" + LONE + "b") == "a\ufffdb"
+
+
+def api_headers(make_user) -> dict:
+    from stacks.tokens import create_token
+
+    _, raw = create_token(make_user("hostile-op", "operator"), name="t", role="operator")
+    return {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
+
+
+HOSTILE_BODIES = [
+    ('{"stackId": "s1", "event": "LAUNCH", "machine": "simple", "id": "\\ud800"}', "not valid Unicode at id"),
+    ('{"stackId": "s1", "event": "LAUNCH", "machine": "simple", "description": "x\\udc00"}',
+     "not valid Unicode at description"),
+    ('{"stackId": "s1", "event": "LAUNCH", "machine": "simple", "metadata": {"k": "\\ud800"}}',
+     'not valid Unicode at metadata["k"]'),
+    ('{"stackId": "s1", "event": "LAUNCH", "machine": "simple", "metadata": {"\\ud800": "v"}}',
+     "not valid Unicode at a key of metadata"),
+    ('{"stackId": "s1", "event": "LAUNCH", "machine": "simple", "stackId": "s2"}', "the key 'stackId' appears twice"),
+    ('{"stackId": "s1", "event": "LAUNCH", "machine": "simple", "metadata": {"k": 1, "k": 2}}',
+     "the key 'k' appears twice"),
+]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(("body", "words"), HOSTILE_BODIES)
+def test_it_refuses_hostile_json_at_the_api(client, make_user, simple_machine, body, words):
+    response = client.post("/api/events", body, content_type="application/json", **api_headers(make_user))
+    assert response.status_code == 400, response.content
+    assert words in response.json()["error"]
+    assert not Stack.objects.exists()
+
+
+@pytest.mark.postgres
+def test_it_refuses_lone_surrogates_in_an_existing_stacks_message_and_keeps_its_page(client, make_user,
+                                                                                    simple_machine):
+    launch("s1", metadata={"k": "ok"})
+    headers = api_headers(make_user)
+    body = '{"stackId": "s1", "event": "UPDATE_METADATA", "metadata": {"k": "\\ud800"}}'
+    response = client.post("/api/events", body, content_type="application/json", **headers)
+    assert response.status_code == 400
+    assert Stack.objects.get().metadata == {"k": "ok"}
+    assert client.get("/api/stacks/s1", **headers).status_code == 200
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("message", "words"),
+    [
+        ({"stackId": "s1", "event": "LAUNCH", "machine": "simple", "id": LONE}, "not valid Unicode at id"),
+        ({"stackId": "s1", "event": "LAUNCH", "machine": "simple", "description": LONE},
+         "not valid Unicode at description"),
+        ({"stackId": "s1", "event": "LAUNCH", "machine": "simple", "metadata": {"k": "a" + LONE}},
+         'not valid Unicode at metadata["k"]'),
+        ({"stackId": "s1", "event": "LAUNCH", "machine": "simple", "metadata": {LONE: 1}},
+         "not valid Unicode at a key of metadata"),
+        ({"stackId": "s1", LONE: 1}, "not valid Unicode at a key"),
+    ],
+)
+def test_it_refuses_text_that_is_not_unicode_in_any_message_as_a_last_line_of_defence(simple_machine, message,
+                                                                                      words):
+    result = send(message)
+    assert result.status == 400 and words in result.body["error"]
+    assert not Stack.objects.exists() and not StackEvent.objects.exists()
+
+
+@pytest.mark.postgres
+def test_it_refuses_lone_surrogates_in_the_metadata_rows_of_the_stack_page(client, otto, machine):
+    launch_demo("p1", owner="alice")
+    client.force_login(otto)
+    url = reverse("stacks-metadata", args=["p1"])
+    data = {"meta_shown": json.dumps({"owner": "alice"}), "meta_original": ["owner"], "meta_key": ["owner"],
+            "meta_value": ['"\\ud800"']}
+    response = client.post(url, data)
+    assert response.status_code == 400
+    assert "not valid Unicode" in response.content.decode()
+    as_json = client.post(url, data, HTTP_ACCEPT="application/json")
+    assert as_json.status_code == 400 and "not valid Unicode" in as_json.json()["rows"][0]
+    shown_twice = {**data, "meta_shown": '{"owner": "alice", "owner": "bob"}', "meta_value": ["carol"]}
+    assert client.post(url, shown_twice).status_code == 400
+    assert Stack.objects.get().metadata == {"owner": "alice"}
+    assert client.get(reverse("stacks-detail", args=["p1"])).status_code == 200
+
+
+@pytest.mark.postgres
+def test_it_refuses_lone_surrogates_in_the_new_stack_form(client, otto, machine):
+    client.force_login(otto)
+    data = {"stack_id": "n1", "machine": MACHINE, "event": "LAUNCH", "meta_original": [""], "meta_key": ["k"],
+            "meta_value": ['"a\\udc80"']}
+    response = client.post(reverse("stacks-new"), data)
+    assert response.status_code == 400
+    assert "not valid Unicode" in response.content.decode()
+    assert not Stack.objects.exists()
+
+
+@pytest.mark.postgres
+def test_it_refuses_undecodable_bytes_in_the_event_form(client, otto, machine):
+    launch_demo("p1")
+    client.force_login(otto)
+    response = client.post(reverse("stacks-event", args=["p1"]), b"event=%ED%A0%80",
+                           content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 400
+    assert Stack.objects.get().state == "DEPLOY"
+
+
+@pytest.mark.postgres
+def test_it_refuses_lone_surrogates_in_the_admins_metadata_editor(client, otto, machine):
+    launch_demo("a1", branch="main")
+    client.force_login(otto)
+    url = reverse("admin:stacks_stack_change", args=[Stack.objects.get().pk])
+    fields = form_data(client.get(url).content.decode(), "stack_form")
+    fields["metadata_table-key-3"], fields["metadata_table-value-3"] = "bad", '"\\ud800"'
+    response = client.post(url, fields)
+    assert response.status_code == 200  # the form again, with the error
+    assert "not valid Unicode" in response.content.decode()
+    fields["metadata_table-value-3"] = "fine"
+    fields["metadata_table-original"] = '{"branch": "main", "branch": "x"}'  # a tampered hidden field
+    client.post(url, fields)
+    assert Stack.objects.get().metadata["branch"] == "main"
+
+
+def run_cli(*args, stdin: str | None = None) -> str:
+    out = io.StringIO()
+    saved = sys.stdin
+    sys.stdin = io.StringIO(stdin or "")
+    try:
+        call_command(*args, stdout=out, stderr=io.StringIO())
+    finally:
+        sys.stdin = saved
+    return out.getvalue()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(("body", "words"), HOSTILE_BODIES)
+def test_it_refuses_hostile_json_from_the_command_line(simple_machine, tmp_path, body, words):
+    with pytest.raises(CommandError, match=words.replace("[", r"\[")):
+        run_cli("send_event", "--json", "-", stdin=body)
+    path = tmp_path / "m.json"
+    path.write_text(body)
+    with pytest.raises(CommandError, match=words.replace("[", r"\[")):
+        run_cli("send_event", "--json", str(path))
+    assert not Stack.objects.exists()
+
+
+@pytest.mark.postgres
+def test_it_refuses_meta_arguments_that_are_not_utf8(simple_machine):
+    # A non-UTF-8 byte in argv reaches Python as a lone surrogate (surrogateescape).
+    for meta in ("k=\udcff", "\udcff=v"):
+        with pytest.raises(CommandError, match="not valid UTF-8") as raised:
+            run_cli("send_event", "s1", "LAUNCH", "--machine", "simple", "--meta", meta)
+        assert raised.value.returncode == 2
+    with pytest.raises(CommandError, match="not valid Unicode at description"):
+        run_cli("send_event", "s1", "LAUNCH", "--machine", "simple", "--description", "\udcff")
+    assert not Stack.objects.exists()
+
+
+@pytest.mark.postgres
+def test_it_scrubs_a_workers_error_text_that_is_not_unicode(simple_machine):
+    from stacks.executors import TaskResult
+    from stacks.jobs import _report
+    from stacks.models import Task
+
+    launch("w1")
+    task = Task.objects.get(name="db", current=True)
+    assert _report(task, TaskResult(ok=False, error="boom " + LONE)) == "applied"
+    task.refresh_from_db()
+    assert task.status == "ERROR" and task.error_message == "boom \ufffd"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_ignores_whatever_a_websocket_client_sends(otto):
+    from asgiref.sync import async_to_sync
+    from channels.testing import WebsocketCommunicator
+
+    from cloudseam_site.asgi import application
+
+    async def talk() -> list:
+        from channels.db import database_sync_to_async
+
+        from stacks.tokens import create_token
+
+        _, raw = await database_sync_to_async(create_token)(otto, name="ws", role="viewer")
+        headers = [(b"authorization", f"Bearer {raw}".encode())]
+        communicator = WebsocketCommunicator(application, "/ws/stacks/", headers=headers)
+        connected, _ = await communicator.connect()
+        assert connected
+        first = await communicator.receive_json_from(timeout=5)
+        for text in ('{"a": 1, "a": 2}', '"\\ud800"', "{not json", '{"stackId": "x", "event": "LAUNCH"}'):
+            await communicator.send_to(text_data=text)
+        await communicator.send_to(bytes_data=b"\xff\xfe")
+        assert await communicator.receive_nothing(timeout=0.3)
+        await communicator.disconnect()
+        return [first["type"]]
+
+    assert async_to_sync(talk)() == ["snapshot"]
     assert not Stack.objects.exists()
