@@ -6,6 +6,8 @@ never echoed back whole.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -44,6 +46,13 @@ class EventMessage:
     task: Mapping | None = None  # {"id": …} or {"name": …}
     description: str | None = None
     message_id: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """What the message asks for (event, metadata, task, description), for telling whether a
+        reused `id` comes with the same message (answered from the first time) or a different one."""
+        asked = [self.event, dict(self.metadata), dict(self.task) if self.task else None, self.description]
+        return hashlib.sha256(json.dumps(asked, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _describe(value: object) -> str:

@@ -289,3 +289,66 @@ def test_it_ignores_whatever_a_websocket_client_sends(otto):
 
     assert async_to_sync(talk)() == ["snapshot"]
     assert not Stack.objects.exists()
+
+
+# --- 7. a message id is bound to its message -----------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_it_answers_a_repeated_id_with_the_same_message_from_the_first_time(simple_machine):
+    first = launch("i1", id="deploy-1", metadata={"tag": "a"})
+    again = send({"stackId": "i1", "action": "LAUNCH", "machine": "simple", "id": "deploy-1", "metadata": {"tag": "a"}})
+    assert again.repeated and (again.status, again.body) == (first.status, first.body)
+    assert StackEvent.objects.filter(stack_key="i1").count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "second",
+    [
+        {"event": "DESTROY"},
+        {"event": "LAUNCH", "machine": "simple", "metadata": {"tag": "b"}},
+        {"event": "LAUNCH", "machine": "simple"},
+        {"event": "TASK_ERROR", "task": {"name": "db"}, "description": "other"},
+    ],
+)
+def test_it_refuses_an_id_reused_for_a_different_message(simple_machine, second):
+    launch("i1", id="deploy-1", metadata={"tag": "a"})
+    before = Stack.objects.get()
+    result = send({"stackId": "i1", "id": "deploy-1", **second})
+    assert result.status == 409
+    assert result.body["error"].startswith("id deploy-1 was already used for a different message")
+    after = Stack.objects.get()
+    assert (after.state, after.metadata, after.updated_at) == (before.state, before.metadata, before.updated_at)
+    rejected = StackEvent.objects.get(stack_key="i1", outcome="rejected")
+    assert rejected.message_id is None and rejected.error == result.body["error"]
+    assert StackEvent.objects.get(message_id="deploy-1").outcome == "applied"
+
+
+@pytest.mark.postgres
+def test_it_tells_task_reports_with_the_same_id_apart_by_their_description(simple_machine):
+    launch("i1")
+    error = {"stackId": "i1", "event": "TASK_ERROR", "task": {"name": "db"}, "id": "r-1"}
+    assert send({**error, "description": "disk full"}).status == 200
+    assert send({**error, "description": "disk full"}).repeated
+    assert send({**error, "description": "network down"}).status == 409
+
+
+@pytest.mark.postgres
+def test_it_answers_409_for_a_reused_id_through_the_api(client, make_user, simple_machine):
+    headers = api_headers(make_user)
+    body = {"stackId": "i1", "event": "LAUNCH", "machine": "simple", "id": "x-1"}
+    assert client.post("/api/events", json.dumps(body), content_type="application/json", **headers).status_code == 200
+    body["metadata"] = {"tag": "other"}
+    response = client.post("/api/events", json.dumps(body), content_type="application/json", **headers)
+    assert response.status_code == 409
+    assert "id x-1 was already used for a different message" in response.json()["error"]
+
+
+@pytest.mark.postgres
+def test_it_compares_event_and_metadata_for_ids_recorded_before_fingerprints(simple_machine):
+    launch("i1", id="old-1", metadata={"tag": "a"})
+    StackEvent.objects.filter(message_id="old-1").update(fingerprint="")
+    assert send({"stackId": "i1", "event": "LAUNCH", "machine": "simple", "id": "old-1",
+                 "metadata": {"tag": "a"}}).repeated
+    assert send({"stackId": "i1", "event": "DESTROY", "id": "old-1"}).status == 409
