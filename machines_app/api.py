@@ -7,7 +7,7 @@ from django.http import HttpRequest, JsonResponse
 from cloudseam_site.api import ApiError, api_endpoint, read_body
 from machines_app import diagrams, spec
 from machines_app.models import Machine, MachineVersion
-from machines_app.services import InvalidMachine, save_machine
+from machines_app.services import InvalidMachine, save_machine, validate_text
 from stacks.models import ROLE_ADMIN, ROLE_VIEWER
 from stacks.permissions import request_actor
 from stacks.snapshots import iso
@@ -126,4 +126,4 @@ def _put_machine(request: HttpRequest, name: str) -> JsonResponse:
 @api_endpoint(methods=("POST",), role=ROLE_VIEWER)
 def validate_machine(request: HttpRequest) -> dict:
     text = _decode_yaml(read_body(request, kind="yaml"))
-    return spec.validate(text).as_dict()
+    return validate_text(text).as_dict()

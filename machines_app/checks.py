@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from machines_app.python_prefixes import is_allowed, refusal
 from machines_app.yaml_safe import LineDict, item_path, key_path, line_of, quote, to_plain
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -400,3 +401,21 @@ def warn_next_in_terminal(states: Mapping, lines: Mapping[str, int], report: Rep
             )
             path = key_path(key_path(key_path("states", name), "on"), "NEXT")
             report.warn(path, lines.get(name), message)
+
+
+# --- installation rules: passed in by the caller, since the validator reads no settings -----------
+
+
+def python_callables_allowed(raw_tasks: Any, prefixes: tuple[str, ...], report: Reporter) -> None:
+    """`python` tasks may call only modules under the operator's prefixes (the rule the worker applies)."""
+    if not isinstance(raw_tasks, Mapping):
+        return  # 'tasks' itself is already reported
+    for name, body in raw_tasks.items():
+        config = body.get("config") if isinstance(body, Mapping) and body.get("executor") == "python" else None
+        target = config.get("callable") if isinstance(config, Mapping) else None
+        if not isinstance(target, str) or not re.fullmatch(CALLABLE_PATTERN, target):
+            continue  # not a python task, or its callable is already reported
+        if not is_allowed(target.partition(":")[0], prefixes):
+            path = key_path(key_path(key_path("tasks", name), "config"), "callable")
+            line = line_of(config, "callable") or line_of(body, "config") or line_of(raw_tasks, name)
+            report.error(path, line, refusal(target, prefixes))

@@ -352,3 +352,99 @@ def test_it_compares_event_and_metadata_for_ids_recorded_before_fingerprints(sim
     assert send({"stackId": "i1", "event": "LAUNCH", "machine": "simple", "id": "old-1",
                  "metadata": {"tag": "a"}}).repeated
     assert send({"stackId": "i1", "event": "DESTROY", "id": "old-1"}).status == 409
+
+
+# --- 8. python callables outside CLOUDSEAM_PYTHON_PREFIXES are refused when validated ------------
+
+PYTHON_MACHINE = """\
+version: 1
+events: [LAUNCH]
+states:
+  INIT:
+    on:
+      LAUNCH: [{action: advance, state: RUN}]
+  RUN:
+    tasks: [call]
+    on:
+      NEXT: [{action: advance, state: DONE}]
+  DONE:
+    terminal: true
+tasks:
+  call:
+    executor: python
+    config:
+      callable: {target}
+"""
+
+
+def python_machine(target: str) -> str:
+    return PYTHON_MACHINE.replace("{target}", target)
+
+
+@pytest.mark.parametrize(
+    ("target", "allowed"),
+    [("os:system", False), ("subprocess:run", False), ("app.tasks:go", True), ("app.tasks.db:go", True),
+     ("app.tasks_evil:go", False), ("app:go", False)],
+)
+def test_it_applies_the_workers_prefix_rule_when_validating(target, allowed):
+    from machines_app import spec
+    from stacks.executors import python_call
+
+    result = spec.validate(python_machine(target), python_prefixes=("app.tasks",))
+    assert result.valid is allowed
+    assert python_call.is_allowed(target.partition(":")[0], ("app.tasks",)) is allowed
+    if not allowed:
+        [problem] = result.errors
+        assert (problem.path, problem.line) == ("tasks.call.config.callable", 17)
+        assert problem.message == (f"python callable '{target}' is not allowed; allowed module prefixes: "
+                                   "app.tasks (set CLOUDSEAM_PYTHON_PREFIXES)")
+    assert spec.validate(python_machine(target)).valid  # no prefixes given: the pure format only
+
+
+def test_it_says_none_are_allowed_when_no_prefix_is_set():
+    from machines_app import spec
+
+    [problem] = spec.validate(python_machine("os:system"), python_prefixes=()).errors
+    assert "allowed module prefixes: none (set CLOUDSEAM_PYTHON_PREFIXES)" in problem.message
+
+
+@pytest.mark.postgres
+def test_it_refuses_to_save_a_machine_calling_outside_the_prefixes(client, make_user, settings):
+    from machines_app.models import Machine
+    from machines_app.services import InvalidMachine, save_machine
+    from stacks.tokens import create_token
+
+    settings.CLOUDSEAM_PYTHON_PREFIXES = ("tests.executor_targets",)
+    with pytest.raises(InvalidMachine, match="python callable 'os:system' is not allowed.*CLOUDSEAM_PYTHON_PREFIXES"):
+        save_machine("py", python_machine("os:system"))
+    assert save_machine("py", python_machine("tests.executor_targets:greet")).created
+    _, raw = create_token(make_user("boss", "admin"), name="t", role="admin")
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
+    checked = client.post("/api/machines/validate", python_machine("os:system"), content_type="application/yaml",
+                          **headers).json()
+    assert checked["valid"] is False
+    assert checked["errors"][0]["path"] == "tasks.call.config.callable"
+    assert "CLOUDSEAM_PYTHON_PREFIXES" in checked["errors"][0]["message"]
+    put = client.put("/api/machines/py", python_machine("os:system"), content_type="application/yaml", **headers)
+    assert put.status_code == 400 and "CLOUDSEAM_PYTHON_PREFIXES" in json.dumps(put.json())
+    assert Machine.objects.get(name="py").versions.count() == 1
+
+
+@pytest.mark.postgres
+def test_it_still_loads_a_stored_version_that_a_changed_setting_no_longer_allows(db, settings):
+    from machines_app.services import save_machine
+
+    settings.CLOUDSEAM_PYTHON_PREFIXES = ("tests.executor_targets",)
+    version = save_machine("py", python_machine("tests.executor_targets:greet")).version
+    settings.CLOUDSEAM_PYTHON_PREFIXES = ("elsewhere",)
+    assert version.spec.tasks["call"].config["callable"] == "tests.executor_targets:greet"
+
+
+def test_it_reports_a_refused_callable_from_validate_machines(tmp_path, settings):
+    settings.CLOUDSEAM_PYTHON_PREFIXES = ("cloudseam_tasks",)
+    (tmp_path / "py.yml").write_text(python_machine("os:system"))
+    out = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("validate_machines", str(tmp_path / "py.yml"), stdout=out)
+    assert (f"{tmp_path / 'py.yml'}:17: tasks.call.config.callable: python callable 'os:system' is not allowed; "
+            "allowed module prefixes: cloudseam_tasks (set CLOUDSEAM_PYTHON_PREFIXES)") in out.getvalue()

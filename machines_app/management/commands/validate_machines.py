@@ -5,7 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from machines_app import spec
-from machines_app.services import machine_files
+from machines_app.services import machine_files, validate_text
 
 
 class Command(BaseCommand):
@@ -18,7 +18,7 @@ class Command(BaseCommand):
         files = self._collect([Path(p) for p in paths])
         failed = 0
         for path in files:
-            result = spec.validate(path.read_bytes())
+            result = validate_text(path.read_bytes())
             name_error = spec.check_machine_name(path.stem)
             errors = list(result.errors) + ([spec.Problem("name", None, name_error)] if name_error else [])
             for problem in errors:
