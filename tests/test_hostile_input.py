@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -448,3 +449,51 @@ def test_it_reports_a_refused_callable_from_validate_machines(tmp_path, settings
         call_command("validate_machines", str(tmp_path / "py.yml"), stdout=out)
     assert (f"{tmp_path / 'py.yml'}:17: tasks.call.config.callable: python callable 'os:system' is not allowed; "
             "allowed module prefixes: cloudseam_tasks (set CLOUDSEAM_PYTHON_PREFIXES)") in out.getvalue()
+
+
+# --- 9. the data folder is private ------------------------------------------------------------------
+
+
+def _mode(path) -> int:
+    import stat
+
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_it_makes_an_existing_data_folder_private(tmp_path):
+    import os
+
+    from cloudseam_site.private_files import make_private
+
+    data = tmp_path / "var"
+    (data / "logs").mkdir(parents=True)
+    for name in ("cloudseam.sqlite3", "cloudseam.sqlite3-wal", "redis.rdb", "logs/worker-0.log"):
+        (data / name).write_text("x")
+        (data / name).chmod(0o644)
+    data.chmod(0o755)
+    (data / "logs").chmod(0o755)
+    os.symlink("/etc/hostname", data / "link")  # never followed
+    make_private(data)
+    assert _mode(data) == 0o700 and _mode(data / "logs") == 0o700
+    assert {_mode(data / n) for n in ("cloudseam.sqlite3", "cloudseam.sqlite3-wal", "redis.rdb",
+                                      "logs/worker-0.log")} == {0o600}
+    assert _mode(tmp_path / "var" / "link") == _mode(Path("/etc/hostname"))
+    make_private(tmp_path / "new" / "folder")
+    assert _mode(tmp_path / "new" / "folder") == 0o700
+
+
+def test_it_makes_the_data_folder_private_when_settings_are_read(tmp_path):
+    import os
+    import subprocess
+
+    data = tmp_path / "var"
+    data.mkdir(mode=0o755)
+    data.chmod(0o755)
+    (data / "cloudseam.sqlite3").write_text("")
+    (data / "cloudseam.sqlite3").chmod(0o644)
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SECRET_KEY",)}
+    env.update({"CLOUDSEAM_DATA_DIR": str(data), "DJANGO_SETTINGS_MODULE": "cloudseam_site.settings"})
+    subprocess.run([sys.executable, "-c", "import django; django.setup()"], env=env, check=True, timeout=60,
+                   cwd=Path(__file__).parent.parent)
+    assert _mode(data) == 0o700
+    assert _mode(data / "cloudseam.sqlite3") == 0o600 and _mode(data / "secret_key") == 0o600
