@@ -12,6 +12,7 @@ from collections.abc import Callable
 from functools import wraps
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
@@ -91,9 +92,8 @@ def api_endpoint(*, methods: tuple[str, ...], role: str | dict[str, str]) -> Cal
                 response = error(405, f"{request.method} is not allowed here; use {', '.join(methods)}")
                 response["Allow"] = ", ".join(methods)
                 return response
-            authenticate_bearer(request) if request.headers.get("Authorization") else _no_token(request)
             needed = role[request.method] if isinstance(role, dict) else role
-            refusal = _refusal(request, needed) or _csrf_failure(request)
+            refusal = _who_may_not(request, needed)
             if refusal is not None:
                 return refusal
             try:
@@ -108,6 +108,19 @@ def api_endpoint(*, methods: tuple[str, ...], role: str | dict[str, str]) -> Cal
         return wrapper
 
     return decorate
+
+
+def _who_may_not(request: HttpRequest, needed: str) -> HttpResponse | None:
+    """Authenticate (token or session) and check the role; a refusal, or None to go ahead.
+
+    Checking a token reads the database: when that fails the answer is JSON too (503), never a page.
+    """
+    try:
+        authenticate_bearer(request) if request.headers.get("Authorization") else _no_token(request)
+        return _refusal(request, needed) or _csrf_failure(request)
+    except DatabaseError:
+        log.exception("database error while checking who is asking for %s", request.path)
+        return error(503, "CloudSeam could not reach its database to check your credentials; try again shortly")
 
 
 def _no_token(request: HttpRequest) -> None:

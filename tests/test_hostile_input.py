@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -497,3 +499,103 @@ def test_it_makes_the_data_folder_private_when_settings_are_read(tmp_path):
                    cwd=Path(__file__).parent.parent)
     assert _mode(data) == 0o700
     assert _mode(data / "cloudseam.sqlite3") == 0o600 and _mode(data / "secret_key") == 0o600
+
+
+# --- 11. a password-protected Redis; database errors while checking tokens; whole-file problems -----
+
+REDIS_ROUND_TRIP = """
+import asyncio
+import django
+django.setup()
+import django_rq
+from channels.layers import get_channel_layer
+from rq import SimpleWorker
+
+queue = django_rq.get_queue("default")
+job = queue.enqueue("operator.add", 2, 3)
+SimpleWorker([queue], connection=queue.connection).work(burst=True)
+job.refresh()
+assert job.return_value() == 5, job.get_status()
+
+async def live():
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add("password-test", channel)
+    await layer.group_send("password-test", {"type": "stack.updated", "n": 1})
+    return await asyncio.wait_for(layer.receive(channel), 10)
+
+assert asyncio.run(live()) == {"type": "stack.updated", "n": 1}
+print("round trip ok")
+"""
+
+
+@pytest.fixture
+def redis_with_password(tmp_path):
+    import socket
+    import time
+
+    import redis
+
+    from cloudseam_site import embedded_redis, processes
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = [embedded_redis.redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+            "--requirepass", "s3cret-pw", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+    server = processes.spawn(argv, log_file=open(tmp_path / "redis.log", "ab"))  # noqa: SIM115
+    client = redis.Redis(host="127.0.0.1", port=port, password="s3cret-pw", socket_timeout=1)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise
+            time.sleep(0.05)
+    yield port
+    processes.stop([server], grace=3)
+
+
+def _with_redis_url(url: str, tmp_path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DJANGO_SETTINGS_MODULE")}
+    env.update({"REDIS_URL": url, "CLOUDSEAM_DATA_DIR": str(tmp_path / "data"),
+                "DJANGO_SETTINGS_MODULE": "cloudseam_site.settings"})
+    return subprocess.run([sys.executable, "-c", REDIS_ROUND_TRIP], env=env, capture_output=True, text=True,
+                          timeout=60, cwd=Path(__file__).parent.parent)
+
+
+def test_it_queues_jobs_and_live_updates_through_a_redis_with_a_password(redis_with_password, tmp_path):
+    done = _with_redis_url(f"redis://:s3cret-pw@127.0.0.1:{redis_with_password}/0", tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "round trip ok" in done.stdout
+    refused = _with_redis_url(f"redis://127.0.0.1:{redis_with_password}/0", tmp_path)  # the password matters
+    assert refused.returncode != 0 and "AuthenticationError" in refused.stderr
+
+
+@pytest.mark.postgres
+def test_it_answers_json_when_the_database_fails_while_checking_a_token(client, monkeypatch, db):
+    from django.db import OperationalError
+
+    def broken(raw):
+        raise OperationalError("could not connect to server")
+
+    monkeypatch.setattr("stacks.auth.find_token", broken)
+    response = client.get("/api/stacks", HTTP_AUTHORIZATION="Bearer cs_whatever")
+    assert response.status_code == 503
+    assert response["Content-Type"] == "application/json"
+    assert "could not reach its database to check your credentials" in response.json()["error"]
+
+
+def test_it_prints_no_line_number_for_a_whole_file_problem(tmp_path):
+    (tmp_path / "empty.yml").write_text("")
+    (tmp_path / "Bad-Name.yml").write_text("version: 1\\n")
+    out = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("validate_machines", str(tmp_path), stdout=out)
+    lines = out.getvalue().splitlines()
+    assert any(line.startswith(f"{tmp_path / 'empty.yml'}: ") for line in lines), lines
+    assert any(line.startswith(f"{tmp_path / 'Bad-Name.yml'}: name: ") for line in lines), lines
+    assert not any(":0:" in line for line in lines)
+    assert any(line.startswith(f"{tmp_path / 'Bad-Name.yml'}:1: ") for line in lines), lines  # lines still shown

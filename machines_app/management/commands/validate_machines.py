@@ -44,4 +44,5 @@ class Command(BaseCommand):
 
 
 def _line(path: Path, problem: spec.Problem, prefix: str = "") -> str:
-    return f"{path}:{problem.line or 0}: {prefix}{problem.path or '(document)'}: {problem.message}"
+    where = f"{path}:{problem.line}:" if problem.line else f"{path}:"  # a whole-file problem has no line
+    return f"{where} {prefix}{problem.path or '(document)'}: {problem.message}"
