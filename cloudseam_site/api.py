@@ -12,10 +12,12 @@ from collections.abc import Callable
 from functools import wraps
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
+from cloudseam_site import strict_json
 from cloudseam_site.accounts.auth import authenticate_bearer
 from cloudseam_site.accounts.roles import RANK, request_role
 
@@ -37,10 +39,6 @@ def error(status: int, message: str, **extra) -> JsonResponse:
     return JsonResponse({"error": message, **extra}, status=status)
 
 
-def _reject_constant(name: str):
-    raise ApiError(400, f"the JSON body contains {name}, which is not valid JSON")
-
-
 def read_body(request: HttpRequest, *, kind: str = "json") -> object:
     """The decoded body; `kind` is "json" or "yaml" (text). Size and content type are checked first."""
     length = request.headers.get("Content-Length")
@@ -53,20 +51,27 @@ def read_body(request: HttpRequest, *, kind: str = "json") -> object:
     if kind == "json":
         if content_type != "application/json":
             raise ApiError(415, f"send the body as application/json (got {content_type or 'no content type'})")
-        try:
-            return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-        except UnicodeDecodeError:
-            raise ApiError(400, "the request body is not UTF-8 text") from None
-        except json.JSONDecodeError as exc:
-            raise ApiError(400, f"the request body is not valid JSON: {exc.msg} at line {exc.lineno}") from None
-        except RecursionError:
-            raise ApiError(400, "the JSON body is nested too deeply") from None
-        except ValueError as exc:  # e.g. an integer of thousands of digits
-            raise ApiError(400, f"the request body has a value CloudSeam cannot read: {str(exc)[:120]}") from None
+        return _decode_json(body)
     allowed = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain")
     if content_type not in allowed:
         raise ApiError(415, f"send the machine as application/yaml (got {content_type or 'no content type'})")
     return body
+
+
+def _decode_json(body: bytes) -> object:
+    """Strict JSON (no duplicate keys, no lone surrogates) or a 400 with a sentence."""
+    try:
+        return strict_json.loads(body.decode("utf-8"), "the request body")
+    except strict_json.JsonInputError as exc:
+        raise ApiError(400, exc.message) from None
+    except UnicodeDecodeError:
+        raise ApiError(400, "the request body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, f"the request body is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise ApiError(400, "the JSON body is nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of thousands of digits
+        raise ApiError(400, f"the request body has a value CloudSeam cannot read: {str(exc)[:120]}") from None
 
 
 def _csrf_failure(request: HttpRequest) -> HttpResponse | None:
@@ -92,9 +97,8 @@ def api_endpoint(*, methods: tuple[str, ...], role: str | dict[str, str]) -> Cal
                 response = error(405, f"{request.method} is not allowed here; use {', '.join(methods)}")
                 response["Allow"] = ", ".join(methods)
                 return response
-            authenticate_bearer(request) if request.headers.get("Authorization") else _no_token(request)
             needed = role[request.method] if isinstance(role, dict) else role
-            refusal = _refusal(request, needed) or _csrf_failure(request)
+            refusal = _who_may_not(request, needed)
             if refusal is not None:
                 return refusal
             try:
@@ -109,6 +113,19 @@ def api_endpoint(*, methods: tuple[str, ...], role: str | dict[str, str]) -> Cal
         return wrapper
 
     return decorate
+
+
+def _who_may_not(request: HttpRequest, needed: str) -> HttpResponse | None:
+    """Authenticate (token or session) and check the role; a refusal, or None to go ahead.
+
+    Checking a token reads the database: when that fails the answer is JSON too (503), never a page.
+    """
+    try:
+        authenticate_bearer(request) if request.headers.get("Authorization") else _no_token(request)
+        return _refusal(request, needed) or _csrf_failure(request)
+    except DatabaseError:
+        log.exception("database error while checking who is asking for %s", request.path)
+        return error(503, "CloudSeam could not reach its database to check your credentials; try again shortly")
 
 
 def _no_token(request: HttpRequest) -> None:

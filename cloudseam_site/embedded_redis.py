@@ -12,6 +12,7 @@ from pathlib import Path
 
 import redis
 
+from cloudseam_site.private_files import private_umask
 from cloudseam_site.processes import spawn
 
 
@@ -52,7 +53,8 @@ def start(data_dir: Path, socket_path: Path, log_file) -> subprocess.Popen:
         "--appendonly", "no",
         "--daemonize", "no",
     ]
-    process = spawn(argv, log_file=log_file)
+    with private_umask():  # redis.rdb and its temporary dumps: only the owner may read queued jobs
+        process = spawn(argv, log_file=log_file)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if process.poll() is not None:

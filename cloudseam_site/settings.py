@@ -13,10 +13,11 @@ from pathlib import Path
 import dj_database_url
 
 from cloudseam_site.env import ConfigError, env_bool, env_int, env_list, env_str
+from cloudseam_site.private_files import make_private
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("CLOUDSEAM_DATA_DIR", str(BASE_DIR / "var"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+make_private(DATA_DIR)  # 0700, files 0600: it holds the database (sessions) and the secret key
 MACHINES_DIR = Path(env_str("CLOUDSEAM_MACHINES_DIR", str(BASE_DIR / "machines"))).resolve()
 
 

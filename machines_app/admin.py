@@ -18,7 +18,7 @@ from cloudseam_site.accounts.admin_roles import RoleAdminMixin
 from cloudseam_site.accounts.models import ROLE_ADMIN
 from machines_app import spec
 from machines_app.models import Machine, MachineVersion
-from machines_app.services import InvalidMachine, save_machine
+from machines_app.services import InvalidMachine, save_machine, validate_text
 
 
 def numbered_yaml(text: str) -> str:
@@ -62,7 +62,7 @@ class MachineAdminForm(forms.ModelForm):
 
     def clean_yaml(self) -> str:
         text = self.cleaned_data["yaml"].replace("\r\n", "\n")  # browsers send CRLF; files use LF
-        result = spec.validate(text)
+        result = validate_text(text)
         if not result.valid:
             raise ValidationError([problem.format() for problem in result.errors])
         self.warnings = result.warnings

@@ -9,7 +9,7 @@ from cloudseam_site.accounts.roles import request_actor
 from cloudseam_site.api import ApiError, api_endpoint, iso, read_body
 from machines_app import diagrams, impact, in_flight, spec
 from machines_app.models import Machine, MachineVersion
-from machines_app.services import InvalidMachine, save_machine
+from machines_app.services import InvalidMachine, save_machine, validate_text
 
 
 def _decode_yaml(body: bytes) -> str:
@@ -125,14 +125,14 @@ def _put_machine(request: HttpRequest, name: str) -> JsonResponse:
 @api_endpoint(methods=("POST",), role=ROLE_VIEWER)
 def validate_machine(request: HttpRequest) -> dict:
     text = _decode_yaml(read_body(request, kind="yaml"))
-    return spec.validate(text).as_dict()
+    return validate_text(text).as_dict()
 
 
 @api_endpoint(methods=("POST",), role=ROLE_VIEWER)
 def machine_impact(request: HttpRequest, name: str) -> dict | JsonResponse:
     """What saving the YAML body as the machine's newest version would do to its active stacks."""
     machine = _get_machine(name)
-    result = spec.validate(_decode_yaml(read_body(request, kind="yaml")))
+    result = validate_text(_decode_yaml(read_body(request, kind="yaml")))
     if result.machine is None:
         body = {"error": "the draft is not a valid machine; fix its errors to see its impact", **result.as_dict()}
         return JsonResponse(body, status=400)

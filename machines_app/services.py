@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
@@ -34,6 +35,15 @@ class SaveResult:
     superseded: MachineVersion | None = None  # the older version the text matched, kept out of use
 
 
+def validate_text(yaml_text: str | bytes) -> spec.Validation:
+    """The validator with this installation's rules: `python` tasks only under CLOUDSEAM_PYTHON_PREFIXES.
+
+    Every place that checks a machine before saving it, or for a person, uses this; stored versions
+    are read with plain `spec.validate` so they keep loading when the setting changes.
+    """
+    return spec.validate(yaml_text, python_prefixes=settings.CLOUDSEAM_PYTHON_PREFIXES)
+
+
 def save_machine(name: str, yaml_text: str, *, actor: str = "", source: str = "", revert: bool = True) -> SaveResult:
     """Validate and store `yaml_text` as the newest version of machine `name`.
 
@@ -45,7 +55,7 @@ def save_machine(name: str, yaml_text: str, *, actor: str = "", source: str = ""
     name_error = spec.check_machine_name(name)
     if name_error:
         raise InvalidMachine([spec.Problem("name", None, name_error)])
-    result = spec.validate(yaml_text)
+    result = validate_text(yaml_text)
     if not result.valid:
         raise InvalidMachine(list(result.errors))
     digest = content_hash(yaml_text)

@@ -15,6 +15,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.html import format_html, format_html_join
 
+from cloudseam_site import strict_json
 from stacks.forms import METADATA_HELP, metadata_changes, parse_value
 from stacks.forms import format_value as cell_text
 from stacks.messages import BadMessage, check_metadata
@@ -57,8 +58,8 @@ class MetadataTableWidget(forms.Widget):
 
     def value_from_datadict(self, data, files, name) -> _Rows:
         try:
-            original = json.loads(data.get(f"{name}-original") or "{}")
-        except ValueError:
+            original = strict_json.loads(data.get(f"{name}-original") or "{}")
+        except (ValueError, RecursionError):
             original = {}
         count = data.get(f"{name}-rows", "0")
         count = min(int(count), 500) if count.isdigit() else 0

@@ -17,6 +17,7 @@ from django import forms
 from django.conf import settings
 from django.db.models import QuerySet
 
+from cloudseam_site import strict_json
 from machines_app.spec.model import RETRY_FAILED_TASKS, RETRY_PENDING_TASKS, TASK_COMPLETED, TASK_ERROR
 from stacks.messages import (
     EVENT_RE,
@@ -62,11 +63,14 @@ def parse_value(raw: str) -> object:
     if not _LOOKS_LIKE_JSON.match(text):
         return text
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
+        return strict_json.loads(text, "this value")
+    except strict_json.JsonInputError as exc:
+        raise forms.ValidationError(exc.message) from None
+    except (ValueError, RecursionError) as exc:  # not JSON, nested too deeply, or a number too long
         if text[:1] in "{[\"":
+            reason = getattr(exc, "msg", None) or "it is nested too deeply or too large"
             raise forms.ValidationError(
-                f"this looks like JSON but is not valid ({exc.msg}); write plain text without a leading "
+                f"this looks like JSON but is not valid ({reason}); write plain text without a leading "
                 f"{text[0]!r}, or valid JSON such as \"text\""
             ) from None
         return text  # e.g. "1.2.3" or "2024-01-01": plain text that merely starts with a digit
@@ -115,7 +119,7 @@ def _shown_metadata(raw: str) -> dict | None:
     if len(raw) > 2 * settings.API_MAX_BODY:
         return None
     try:
-        shown = json.loads(raw)
+        shown = strict_json.loads(raw)
     except (ValueError, RecursionError):
         return None
     return shown if isinstance(shown, dict) else None

@@ -6,11 +6,14 @@ never echoed back whole.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from cloudseam_site.strict_json import JsonInputError, check_text
 from machines_app.spec.model import TASK_COMPLETED, TASK_ERROR
 
 STACK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -44,6 +47,13 @@ class EventMessage:
     task: Mapping | None = None  # {"id": …} or {"name": …} (the id when a report gives both)
     description: str | None = None
     message_id: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """What the message asks for (event, metadata, task, description), for telling whether a
+        reused `id` comes with the same message (answered from the first time) or a different one."""
+        asked = [self.event, dict(self.metadata), dict(self.task) if self.task else None, self.description]
+        return hashlib.sha256(json.dumps(asked, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _describe(value: object) -> str:
@@ -109,10 +119,19 @@ def check_metadata(raw: object) -> dict:
         raise BadMessage(f"metadata must be a flat object of names to values; got {_describe(raw)}")
     if len(raw) > MAX_METADATA_KEYS:
         raise BadMessage(f"metadata may have at most {MAX_METADATA_KEYS} keys; got {len(raw)}")
+    _check_unicode(raw, "metadata")
     for key, value in raw.items():
         _check_metadata_key(key)
         _check_metadata_value(key, value)
     return dict(raw)
+
+
+def _check_unicode(value: object, what: str) -> None:
+    """Text a database, a page or a log cannot hold (a lone surrogate) is refused wherever it is."""
+    try:
+        check_text(value, what)
+    except JsonInputError as exc:
+        raise BadMessage(exc.message) from None
 
 
 def _check_metadata_key(key: object) -> None:
@@ -177,6 +196,7 @@ def parse_message(data: object) -> EventMessage:
     """Check a decoded JSON message and return it in typed form, or raise BadMessage."""
     if not isinstance(data, Mapping):
         raise BadMessage("the event message must be a JSON object")
+    _check_unicode(data, "the event message")
     unknown = [k for k in data if k not in FIELDS]
     if unknown:
         raise BadMessage(f"unknown field {_describe(str(unknown[0]))}; fields: {', '.join(FIELDS)}")

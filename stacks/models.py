@@ -149,6 +149,7 @@ class StackEvent(models.Model):
     message_id = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001 - null: no id (unique only when given)
     status_code = models.PositiveSmallIntegerField(default=200)
     response = models.JSONField(default=dict, blank=True)  # the first answer, for repeated message ids
+    fingerprint = models.CharField(max_length=64, blank=True)  # of the message, to refuse a reused id
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

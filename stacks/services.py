@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from cloudseam_site.accounts.roles import Actor
 from machines_app.models import Machine
+from machines_app.spec import SYSTEM_EVENTS
 from stacks import effects, engine
 from stacks.messages import BadMessage, EventMessage, parse_message
 from stacks.models import (
@@ -52,6 +53,7 @@ STATUS_BY_CODE = {
     "forbidden_machine": 403,
     "unknown_stack": 404,
     "no_version": 409,
+    "id_reused": 409,
 }
 CREATE_RETRIES = 3
 
@@ -89,7 +91,7 @@ def handle_event(message: Mapping | EventMessage, *, actor: str | Actor, source:
     except BadMessage as exc:
         return EventResult(400, {"error": exc.message}, OUTCOME_REJECTED)
     if msg.message_id:
-        earlier = _earlier_answer(msg)
+        earlier = _earlier_answer(msg, actor=str(actor), source=source)
         if earlier is not None:
             return earlier
     for attempt in range(CREATE_RETRIES):
@@ -102,16 +104,23 @@ def handle_event(message: Mapping | EventMessage, *, actor: str | Actor, source:
             # the next attempt finds its row and locks it.
             if attempt == CREATE_RETRIES - 1:
                 raise
-            earlier = _earlier_answer(msg) if msg.message_id else None
+            earlier = _earlier_answer(msg, actor=str(actor), source=source) if msg.message_id else None
             if earlier is not None:
                 return earlier
     raise AssertionError("unreachable")
 
 
-def _earlier_answer(msg: EventMessage) -> EventResult | None:
+def _earlier_answer(msg: EventMessage, *, actor: str, source: str) -> EventResult | None:
+    """The first answer to this message id; a 409 (recorded) when the id came with another message."""
     first = StackEvent.objects.filter(stack_key=msg.stack_id, message_id=msg.message_id).first()
     if first is None:
         return None
+    same = first.fingerprint == msg.fingerprint if first.fingerprint else (
+        first.event == msg.event and first.metadata == dict(msg.metadata))  # recorded before fingerprints
+    if not same:
+        exc = Rejected("id_reused", f"id {msg.message_id} was already used for a different message "
+                       f"({first.event} to stack {msg.stack_id}); give each new message a new id", first.stack)
+        return _record_rejection(msg, exc, actor=actor, source=source)
     return EventResult(first.status_code, first.response, first.outcome, repeated=True)
 
 
@@ -143,6 +152,8 @@ def _load_or_create(msg: EventMessage, actor: str | Actor) -> tuple[Stack, bool]
                 stack,
             )
         return stack, False
+    if msg.event in SYSTEM_EVENTS:
+        _refuse_system_event_without_stack(msg)
     if not msg.machine:
         raise Rejected(
             "unknown_stack",
@@ -160,6 +171,15 @@ def _load_or_create(msg: EventMessage, actor: str | Actor) -> tuple[Stack, bool]
         key=msg.stack_id, machine=machine, machine_version=machine.current_version, state=engine.INIT
     )
     return stack, True
+
+
+def _refuse_system_event_without_stack(msg: EventMessage) -> None:
+    """A late task report (or a retry) for a stack that is gone must not create an empty new one."""
+    removed = Stack.objects.removed().filter(key=msg.stack_id).order_by("-removed_at").first()
+    why = f" (it was removed at {removed.removed_at:%Y-%m-%d %H:%M:%S} UTC)" if removed else ""
+    what = "task completions and errors" if msg.event in ("TASK_COMPLETED", "TASK_ERROR") else "system events"
+    raise Rejected("unknown_stack", f"stack {msg.stack_id} does not exist{why}; {what} never create a stack "
+                   f"({msg.event} was not applied)", removed)
 
 
 def _snapshot(stack: Stack, tasks: list[Task], metadata: Mapping) -> engine.StackSnapshot:
@@ -268,6 +288,7 @@ def _record(msg: EventMessage, stack: Stack | None, actor, source: str, outcome:
         message_id=msg.message_id if keep_id else None,
         status_code=status,
         response=response,
+        fingerprint=msg.fingerprint if keep_id and msg.message_id else "",
     )
 
 
@@ -344,14 +365,14 @@ def _record_rejection(msg: EventMessage, exc: Rejected, *, actor: str, source: s
         stack = Stack.objects.filter(pk=stack.pk).first()
     # A refusal for who is asking (403), or for a stack that does not exist yet (404), says nothing
     # about the message itself: the rightful sender of the same id must get its own answer later.
-    keep_id = status not in (403, 404)
+    keep_id = status not in (403, 404) and exc.code != "id_reused"  # the id stays with its first message
     state = stack.state if stack else None
     try:
         with transaction.atomic():
             record = _record(msg, stack, actor, source, OUTCOME_REJECTED, state, state,
                              ". ".join(filter(None, (exc.message, warning))), status, body, keep_id=keep_id)
     except IntegrityError:
-        earlier = _earlier_answer(msg)
+        earlier = _earlier_answer(msg, actor=actor, source=source)
         if earlier is not None:
             return earlier
         raise

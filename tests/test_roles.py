@@ -276,7 +276,7 @@ def session_headers(client, user) -> list[tuple[bytes, bytes]]:
     return [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())]
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("auth", ["session", "token"])
 @pytest.mark.parametrize("path", ["/ws/stacks/", "/ws/stacks/alpha/"])
 @pytest.mark.parametrize("role", ROLES)
@@ -297,7 +297,7 @@ def test_it_enforces_roles_on_websockets(client, people, machine, role, path, au
         assert connected and first["type"] == "snapshot"
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_it_refuses_websockets_with_a_revoked_token_or_a_foreign_origin(client, people, machine):
     token, raw = issue_token(None, people["viewer"], "ws", "viewer")
     bearer = (b"authorization", f"Bearer {raw}".encode())

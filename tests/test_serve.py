@@ -104,3 +104,28 @@ def test_it_trusts_forwarded_addresses_only_when_told(settings):
     assert "--proxy-headers" not in _daphne_argv("127.0.0.1", 8000)
     settings.TRUST_PROXY = True
     assert "--proxy-headers" in _daphne_argv("127.0.0.1", 8000)
+
+
+def _mode(path) -> int:
+    import stat
+
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_it_keeps_the_data_folder_private_to_its_owner():
+    server = Server(workers=1).start()
+    try:
+        server.api("POST", "/api/events", {"stackId": "private", "event": "LAUNCH", "machine": "qa-env"})
+        data = server.data_dir
+        assert _mode(data) == 0o700 and _mode(data / "logs") == 0o700
+        files = [data / "secret_key", data / "cloudseam.sqlite3", data / "cloudseam.sqlite3-wal",
+                 data / "cloudseam.sqlite3-shm", *(data / "logs").glob("*.log")]
+        assert len(files) >= 6
+        assert {str(p.relative_to(data)): oct(_mode(p)) for p in files} == {
+            str(p.relative_to(data)): oct(0o600) for p in files}
+        import redis
+
+        assert redis.Redis(unix_socket_path=str(data / "redis.sock")).save()
+        assert _mode(data / "redis.rdb") == 0o600
+    finally:
+        server.cleanup()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from machines_app.spec.fields import Fields, any_map, describe, scalar_map, text_map
-from machines_app.spec.reader import item_path, line_of, quote
+from machines_app.spec.fields import Fields, Reporter, any_map, describe, scalar_map, text_map
+from machines_app.spec.python_prefixes import is_allowed, refusal
+from machines_app.spec.reader import item_path, key_path, line_of, quote
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 CALLABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
@@ -136,3 +137,19 @@ CONFIG_CHECKS: dict[str, Callable[[Fields], dict[str, Any]]] = {
 }
 
 
+# --- installation rules: passed in by the caller, since the validator reads no settings -----------
+
+
+def python_callables_allowed(raw_tasks: Any, prefixes: tuple[str, ...], report: Reporter) -> None:
+    """`python` tasks may call only modules under the operator's prefixes (the rule the worker applies)."""
+    if not isinstance(raw_tasks, Mapping):
+        return  # 'tasks' itself is already reported
+    for name, body in raw_tasks.items():
+        config = body.get("config") if isinstance(body, Mapping) and body.get("executor") == "python" else None
+        target = config.get("callable") if isinstance(config, Mapping) else None
+        if not isinstance(target, str) or not re.fullmatch(CALLABLE_PATTERN, target):
+            continue  # not a python task, or its callable is already reported
+        if not is_allowed(target.partition(":")[0], prefixes):
+            path = key_path(key_path(key_path("tasks", name), "config"), "callable")
+            line = line_of(config, "callable") or line_of(body, "config") or line_of(raw_tasks, name)
+            report.error(path, line, refusal(target, prefixes))

@@ -9,6 +9,7 @@ docs/machine-format.md.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -37,10 +38,14 @@ from machines_app.spec.model import (
 from machines_app.spec.reader import LineDict, LineList, item_path, key_path, line_of, quote
 
 
-def validate(text: str | bytes) -> Validation:
-    """Parse and check YAML text; never raises for bad input, returns the problems instead."""
+def validate(text: str | bytes, python_prefixes: Iterable[str] | None = None) -> Validation:
+    """Parse and check YAML text; never raises for bad input, returns the problems instead.
+
+    `python_prefixes`: the modules `python` tasks may call (CLOUDSEAM_PYTHON_PREFIXES); None skips
+    that check, as for versions already stored, which must keep loading.
+    """
     try:
-        return _validate(text)
+        return _validate(text, python_prefixes)
     except Exception as exc:  # the last line of defence: a bad document must never become a 500
         message = (
             f"the validator failed on this document ({type(exc).__name__}); "
@@ -106,12 +111,14 @@ class _Names:
     tasks: tuple[str, ...]
 
 
-def _validate(text: str | bytes) -> Validation:
+def _validate(text: str | bytes, python_prefixes: Iterable[str] | None = None) -> Validation:
     parsed = reader.parse(text)
     if parsed.data is None:
         return Validation(None, tuple(Problem(p.path, p.line, p.message) for p in parsed.problems), ())
     report = _Report()
     machine = _read_machine(parsed.data, report)
+    if python_prefixes is not None:
+        executor_configs.python_callables_allowed(parsed.data.get("tasks"), tuple(python_prefixes), report)
     return report.result(machine)
 
 

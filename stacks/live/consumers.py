@@ -43,6 +43,10 @@ class _BaseConsumer(AsyncJsonWebsocketConsumer):
     def snapshot(self) -> dict:
         raise NotImplementedError
 
+    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
+        """Watchers only listen: events go through the API, so whatever a client sends is ignored
+        (never decoded, so hostile JSON cannot make the consumer fail)."""
+
     async def stack_updated(self, message: dict) -> None:
         await self.send_json(message)
 

@@ -15,6 +15,7 @@ from django.db import close_old_connections, connection
 from django.db.models import F
 from django.utils import timezone
 
+from cloudseam_site.strict_json import scrub
 from machines_app.spec.model import TASK_COMPLETED, TASK_ERROR
 from stacks.live import publish as live
 from stacks.models import PENDING, Task
@@ -147,7 +148,7 @@ def _report(task: Task, result: TaskResult) -> str:
     if result.ok:
         answer = send(task.stack.key, TASK_COMPLETED, task={"id": task.id}, actor="worker", source="worker")
     else:
-        description = (result.error or "the task failed")[:10_000].replace("\x00", "\ufffd")
+        description = scrub((result.error or "the task failed")[:10_000].replace("\x00", "\ufffd"))
         answer = send(
             task.stack.key, TASK_ERROR, task={"id": task.id}, description=description,
             actor="worker", source="worker",

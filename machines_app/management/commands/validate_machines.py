@@ -9,7 +9,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from machines_app import impact_report, spec
-from machines_app.services import machine_files
+from machines_app.services import machine_files, validate_text
 
 
 class Command(BaseCommand):
@@ -31,7 +31,7 @@ class Command(BaseCommand):
         files = self._collect([Path(p) for p in paths])
         failed = stranded = 0
         for path in files:
-            result = spec.validate(path.read_bytes())
+            result = validate_text(path.read_bytes())
             name_error = spec.check_machine_name(path.stem)
             errors = list(result.errors) + ([spec.Problem("name", None, name_error)] if name_error else [])
             for problem in errors:
@@ -61,4 +61,5 @@ class Command(BaseCommand):
 
 
 def _line(path: Path, problem: spec.Problem, prefix: str = "") -> str:
-    return f"{path}:{problem.line or 0}: {prefix}{problem.path or '(document)'}: {problem.message}"
+    where = f"{path}:{problem.line}:" if problem.line else f"{path}:"  # a whole-file problem has no line
+    return f"{where} {prefix}{problem.path or '(document)'}: {problem.message}"

@@ -5,12 +5,15 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
+from cloudseam_site import strict_json
 from stacks.services import handle_event
 
 
 def _meta_value(key: str, raw: str):
     """k=v values stay strings unless they are JSON numbers, booleans or null; objects are refused
     as everywhere else (metadata is flat), rather than stored as text that looks like JSON."""
+    if not strict_json.is_utf8(key) or not strict_json.is_utf8(raw):
+        raise CommandError(f"--meta {strict_json.scrub(key)}: the text is not valid UTF-8", returncode=2)
     try:
         value = json.loads(raw)
     except ValueError:
@@ -64,7 +67,9 @@ class Command(BaseCommand):
     def _read_json(self, source: str) -> dict:
         try:
             text = sys.stdin.read() if source == "-" else open(source, encoding="utf-8").read()  # noqa: SIM115
-            return json.loads(text)
+            return strict_json.loads(text, source)
+        except strict_json.JsonInputError as exc:
+            raise CommandError(exc.message, returncode=1) from None
         except OSError as exc:
             raise CommandError(f"cannot read {source}: {exc.strerror}", returncode=1) from None
         except ValueError as exc:

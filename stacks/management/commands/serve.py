@@ -22,6 +22,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from cloudseam_site import embedded_redis, processes
+from cloudseam_site.private_files import use_private_umask
 from machines_app.services import load_folder
 
 WORKER_RESTART_DELAY = 2.0
@@ -39,6 +40,7 @@ class Command(BaseCommand):
         if workers < 0:
             raise CommandError("--workers must be 0 or more")
         _check_port_free(host, port)
+        use_private_umask()  # the database, its -wal/-shm, redis.rdb and logs are created 0600
         logs = Path(settings.DATA_DIR) / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         children: list = []

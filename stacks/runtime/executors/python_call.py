@@ -18,6 +18,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from machines_app.spec.python_prefixes import is_allowed  # the one rule, shared with the validator
+from machines_app.spec.python_prefixes import refusal as _refusal
 from stacks.runtime.executors.base import (
     TaskContext,
     TaskResult,
@@ -29,7 +31,6 @@ from stacks.runtime.executors.base import (
 )
 from stacks.runtime.executors.process import ProcessStartError, run_process
 
-PREFIX_SETTING = "CLOUDSEAM_PYTHON_PREFIXES"
 RESULT_PREVIEW_CHARS = 2000
 
 # Constant bootstrap for the child; the only variable parts are two file paths in argv.
@@ -37,19 +38,6 @@ _BOOTSTRAP = (
     "import sys; from stacks.runtime.executors.python_call import child_main; "
     "sys.exit(child_main(sys.argv[1], sys.argv[2]))"
 )
-
-
-def is_allowed(module: str, prefixes: tuple[str, ...]) -> bool:
-    """`app.tasks` allows `app.tasks` and `app.tasks.db`, not `app.tasks_evil`."""
-    return any(module == prefix or module.startswith(prefix + ".") for prefix in prefixes if prefix)
-
-
-def _refusal(spec: str, prefixes: tuple[str, ...]) -> str:
-    allowed = ", ".join(p for p in prefixes if p) or "none"
-    return (
-        f"python callable '{spec}' is not allowed; "
-        f"allowed module prefixes: {allowed} (set {PREFIX_SETTING})"
-    )
 
 
 def _check(spec: str, args: dict, prefixes: tuple[str, ...]) -> str | None:
