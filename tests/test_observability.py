@@ -16,6 +16,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psutil
 import pytest
 import redis
 from django.conf import settings as django_settings
@@ -483,6 +484,18 @@ def _redis_server_of(server: Server):
     return next(p for p in server.children() if p.name() == "redis-server")
 
 
+def _wait_gone(process, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{process} did not exit")
+
+
 def _wait_status(url: str, wanted: int, timeout: float) -> tuple[int, dict]:
     deadline = time.monotonic() + timeout
     status, body = 0, b"{}"
@@ -509,8 +522,8 @@ def test_it_turns_unready_when_serve_loses_its_redis_and_ready_when_it_returns()
         assert "did not answer" in json.loads(body)["checks"]["redis"]
         redis_server.send_signal(signal.SIGCONT)
         assert _wait_status(ready, 200, 20)[0] == 200
-        redis_server.terminate()  # stopped: it saves its data and exits
-        redis_server.wait(15)
+        redis_server.terminate()  # stopped (serve does not reap it: it stays a zombie until serve exits)
+        _wait_gone(redis_server)
         status, body = _wait_status(ready, 503, 10)
         assert status == 503 and body["checks"]["database"] == "ok" and "Redis at" in body["checks"]["redis"]
         socket_path = server.data_dir / "redis.sock"
