@@ -302,6 +302,18 @@ def test_it_serves_metrics_to_viewers_and_allowed_addresses(client, viewer_token
     assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 401
 
 
+@pytest.mark.django_db
+def test_it_answers_503_not_500_when_a_token_cannot_be_checked(client, monkeypatch):
+    from django.db import OperationalError
+
+    def database_away(raw):
+        raise OperationalError("connection to server at 127.0.0.1 port 5432 failed: Connection refused")
+
+    monkeypatch.setattr("stacks.auth.find_token", database_away)
+    response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer cs_whatever", **OUTSIDE)
+    assert response.status_code == 503 and b"Connection refused" in response.content
+
+
 def test_it_reads_the_allow_list_loudly(monkeypatch):
     monkeypatch.setenv("CLOUDSEAM_METRICS_ALLOW", "10.0.0.0/8, 2001:db8::/32")
     assert env_networks("CLOUDSEAM_METRICS_ALLOW", "") == (ipaddress.ip_network("10.0.0.0/8"),
@@ -344,6 +356,7 @@ def test_it_counts_task_durations_into_buckets(client):
     assert 45 <= samples["cloudseam_task_duration_seconds_gsum"][(("executor", "sleep"),)] < 47
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_it_reads_metrics_with_the_same_number_of_queries_however_many_stacks(client):
     save_machine("obs", MACHINE, actor="tests")
@@ -473,7 +486,9 @@ def test_it_gives_the_same_totals_from_two_web_processes_sharing_one_database_an
         assert one["cloudseam_stacks_removed_total"][()] == removed == 1
         assert sum(one["cloudseam_tasks"].values()) == tasks
         assert sum(one["cloudseam_events_total"].values()) == events
-        assert _get(f"{second.url}/readyz")[0] == 200
+        assert _get(f"{second.url}/readyz")[0] == 200 and _get(f"{second.url}/healthz")[0] == 200
+        assert _get(f"{second.url}/metrics")[0] == 200  # 127.0.0.1 is allowed without a token by default
+        assert _get(f"{second.url}/metrics", "cs_not-a-token")[0] == 401
     finally:
         first.cleanup()
         if second is not None:
