@@ -6,6 +6,7 @@ run production in debug mode.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 
 
@@ -44,3 +45,14 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None or raw.strip() == "":
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_networks(name: str, default: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """A comma list of IP addresses or CIDR networks (`10.0.0.0/8,::1`); a typo stops start-up."""
+    networks = []
+    for item in env_list(name, default.split(",")):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(f"{name}: {item!r} is not an IP address or network like 10.0.0.0/8") from None
+    return tuple(networks)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from cloudseam_site.env import ConfigError, env_bool, env_int, env_list, env_str
+from cloudseam_site.env import ConfigError, env_bool, env_int, env_list, env_networks, env_str
 from cloudseam_site.private_files import make_private
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -202,6 +202,9 @@ API_MAX_BODY = 256 * 1024
 CLOUDSEAM_PYTHON_PREFIXES = tuple(env_list("CLOUDSEAM_PYTHON_PREFIXES", ["cloudseam_tasks"]))
 CLOUDSEAM_TASK_HEARTBEAT = env_int("CLOUDSEAM_TASK_HEARTBEAT", 5)  # seconds between heartbeats
 CLOUDSEAM_TASK_LOST_AFTER = env_int("CLOUDSEAM_TASK_LOST_AFTER", 30)  # no heartbeat for this long = dead
+
+# /metrics answers these addresses without a token (Prometheus on the same host by default).
+CLOUDSEAM_METRICS_ALLOW = env_networks("CLOUDSEAM_METRICS_ALLOW", "127.0.0.1,::1")
 
 LOGGING = {
     "version": 1,

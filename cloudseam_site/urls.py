@@ -25,6 +25,7 @@ urlpatterns = [
     # First: the throttled login, "My tokens", and /admin/rq/ for admins only must win over the
     # admin's and Django's own routes.
     path("", include("cloudseam_site.accounts.urls")),
+    path("", include("stacks.observability.urls")),  # /healthz, /readyz, /metrics
     path("api/", include(api_patterns)),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),

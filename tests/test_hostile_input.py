@@ -253,9 +253,9 @@ def test_it_refuses_meta_arguments_that_are_not_utf8(simple_machine):
 
 @pytest.mark.postgres
 def test_it_scrubs_a_workers_error_text_that_is_not_unicode(simple_machine):
-    from stacks.runtime.jobs import _report
     from stacks.models import Task
     from stacks.runtime.executors import TaskResult
+    from stacks.runtime.jobs import _report
 
     launch("w1")
     task = Task.objects.get(name="db", current=True)

@@ -20,10 +20,13 @@ log = logging.getLogger(__name__)
 REAP_INTERVAL = 10.0
 
 
-def _reap_forever(stop: threading.Event) -> None:
+def _reap_forever(stop: threading.Event, worker=None) -> None:
+    from stacks.observability.beat import beat
     from stacks.runtime.liveness import reap_lost_tasks, requeue_lost_jobs
 
     while not stop.wait(REAP_INTERVAL):
+        if worker is not None:
+            beat(worker)  # a fresh heartbeat for /readyz and the metrics
         try:
             close_old_connections()
             reap_lost_tasks()
@@ -35,7 +38,7 @@ def _reap_forever(stop: threading.Event) -> None:
 class CloudSeamWorker(SimpleWorker):
     def work(self, *args, **kwargs):
         stop = threading.Event()
-        thread = threading.Thread(target=_reap_forever, args=(stop,), name="cloudseam-liveness", daemon=True)
+        thread = threading.Thread(target=_reap_forever, args=(stop, self), name="cloudseam-liveness", daemon=True)
         thread.start()
         try:
             return super().work(*args, **kwargs)
