@@ -49,7 +49,7 @@ def start(data_dir: Path, socket_path: Path, log_file) -> subprocess.Popen:
         "--unixsocketperm", "700",
         "--dir", str(data_dir),
         "--dbfilename", "redis.rdb",
-        "--save", "60 1",
+        "--save", "60", "1",  # one word each: "60 1" as one argument is read as no save rule at all
         "--appendonly", "no",
         "--daemonize", "no",
     ]
