@@ -12,9 +12,7 @@ from django.urls import reverse
 from machines_app.models import Machine
 from machines_app.services import save_machine
 from stacks.models import ERROR, PENDING, Stack, StackEvent, Task
-from tests.fixtures_roles import MACHINE, MACHINE_YAML, create_idle, fail_task, form_data, launch
-
-pytest_plugins = ["tests.fixtures_roles"]  # vera, otto, ada, nora, root, machine
+from tests.support import MACHINE, MACHINE_YAML, create_idle, fail_task, form_data, launch
 
 STACKS = "/admin/stacks/stack/"
 TASKS = "/admin/stacks/task/"
@@ -453,7 +451,7 @@ def test_it_keeps_non_staff_out_of_the_admin(client, nora):
 
 
 def test_it_shows_a_staff_user_without_a_role_nothing(client, db):
-    from tests.fixtures_roles import make_user
+    from tests.support import make_user
 
     client.force_login(make_user("sam", None))
     assert client.get("/admin/").status_code == 200

@@ -8,21 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cloudseam_site.accounts.tokens import issue_token
 from stacks.models import Stack, StackEvent
 from tests.conftest import SIMPLE_MACHINE
 
 pytestmark = pytest.mark.postgres  # also run on PostgreSQL by `make test`
-
-
-@pytest.fixture
-def bearer(make_user):
-    def make(role: str) -> dict:
-        user = make_user(f"api-{role}", role)
-        _, raw = issue_token(None, user, name="tests", role=role)
-        return {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
-
-    return make
 
 
 @pytest.fixture

@@ -150,7 +150,7 @@ def test_it_takes_a_file_rolled_back_in_the_folder_as_a_revert(db, folder):
 
 
 def test_it_refuses_to_raise_an_existing_users_role_without_promote(db):
-    from tests.fixtures_roles import make_user
+    from tests.support import make_user
 
     vera = make_user("vera", "viewer")
     with pytest.raises(CommandError) as refused:
@@ -167,7 +167,7 @@ def test_it_refuses_to_raise_an_existing_users_role_without_promote(db):
 
 
 def test_it_gives_the_role_to_a_new_user_or_one_without_a_role_and_keeps_a_higher_one(db):
-    from tests.fixtures_roles import make_user
+    from tests.support import make_user
 
     nobody, ada = make_user("nobody", None), make_user("ada", "admin")
     run("create_token", "nobody", "--role", "operator")

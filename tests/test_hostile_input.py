@@ -19,10 +19,8 @@ from cloudseam_site import strict_json
 from cloudseam_site.accounts.tokens import issue_token
 from stacks.models import Stack, StackEvent
 from stacks.services import handle_event
-from tests.fixtures_roles import MACHINE, form_data
-from tests.fixtures_roles import launch as launch_demo
-
-pytest_plugins = ["tests.fixtures_roles"]  # otto (operator, staff), machine ("demo")
+from tests.support import MACHINE, form_data
+from tests.support import launch as launch_demo
 
 LONE = "\ud800"  # a lone surrogate: what the JSON escape \ud800 decodes to
 

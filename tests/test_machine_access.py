@@ -16,7 +16,7 @@ from machines_app.services import save_machine
 from stacks.models import Stack, StackEvent
 from stacks.services import handle_event
 from tests.conftest import SIMPLE_MACHINE
-from tests.fixtures_roles import make_user
+from tests.support import make_user
 
 pytestmark = pytest.mark.postgres
 

@@ -19,9 +19,7 @@ from cloudseam_site.accounts.tokens import issue_token
 from cloudseam_site.asgi import application
 from machines_app.models import Machine
 from stacks.models import Stack, StackEvent
-from tests.fixtures_roles import MACHINE, MACHINE_YAML, create_idle, fail_task, form_data, launch
-
-pytest_plugins = ["tests.fixtures_roles"]  # vera, otto, ada, people, machine
+from tests.support import MACHINE, MACHINE_YAML, create_idle, fail_task, form_data, launch
 
 ROLES = ("anonymous", "viewer", "operator", "admin")
 CHANGED_YAML = MACHINE_YAML.replace("seconds: 1", "seconds: 5")
@@ -101,7 +99,7 @@ def test_it_gives_a_token_the_weaker_of_its_role_and_its_users(client, people, m
 
 
 def test_it_refuses_an_account_without_a_role_everywhere_in_the_api(client, db, machine):
-    from tests.fixtures_roles import make_user
+    from tests.support import make_user
 
     client.force_login(make_user("sam", None))
     response = client.get("/api/stacks")

@@ -18,9 +18,7 @@ from django.test import Client
 from cloudseam_site.accounts.models import ApiToken
 from cloudseam_site.accounts.tokens import issue_token
 from stacks.models import Stack, StackEvent
-from tests.fixtures_roles import MACHINE, PASSWORD, form_data, launch, make_user
-
-pytest_plugins = ["tests.fixtures_roles"]  # otto, ada, machine
+from tests.support import MACHINE, PASSWORD, form_data, launch, make_user
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCKED = "Too many failed logins for this account from your address"

@@ -7,19 +7,18 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+from django.urls import reverse
 from django.utils import timezone
 
 from cloudseam_site.accounts.models import ApiToken
 from cloudseam_site.accounts.tokens import issue_token
-from tests.fixtures_roles import MACHINE, form_data
-
-pytest_plugins = ["tests.fixtures_roles"]  # vera, otto, ada, machine
+from tests.support import MACHINE, form_data
 
 MY_TOKENS = "/tokens/"
 NEW_TOKEN = "/tokens/new/"
 
 
-def bearer(raw: str) -> dict:
+def auth_header(raw: str) -> dict:
     return {"HTTP_AUTHORIZATION": f"Bearer {raw}"}
 
 
@@ -50,7 +49,7 @@ def test_it_lists_my_tokens_with_name_role_expiry_and_last_use(client, vera, ott
     issue_token(None, otto, "someone else's", "operator")
     _, raw = issue_token(None, vera, "laptop", "viewer", expires_at=timezone.now() + timedelta(days=3))
     issue_token(None, vera, "forever", "viewer")
-    client.get("/api/stacks", **bearer(raw))
+    client.get("/api/stacks", **auth_header(raw))
     client.force_login(vera)
 
     page = client.get(MY_TOKENS).content.decode().split('id="tokens"')[1].split("</table>")[0]
@@ -66,17 +65,17 @@ def test_it_lists_my_tokens_with_name_role_expiry_and_last_use(client, vera, ott
 def test_it_lets_a_token_act_with_its_role(client, otto, machine):
     _, raw = issue_token(None, otto, "ci", "operator")
     message = {"stackId": "alpha", "event": "LAUNCH", "machine": MACHINE}
-    response = client.post("/api/events", data=message, content_type="application/json", **bearer(raw))
+    response = client.post("/api/events", data=message, content_type="application/json", **auth_header(raw))
     assert response.status_code == 200
     assert response.json()["state"] == "DEPLOY"
 
 
 def test_it_answers_401_to_an_expired_token(client, vera, machine):
     token, raw = issue_token(None, vera, "old", "viewer", expires_at=timezone.now() + timedelta(days=1))
-    assert client.get("/api/stacks", **bearer(raw)).status_code == 200
+    assert client.get("/api/stacks", **auth_header(raw)).status_code == 200
     ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
 
-    response = client.get("/api/stacks", **bearer(raw))
+    response = client.get("/api/stacks", **auth_header(raw))
 
     assert response.status_code == 401
     assert "unknown, revoked or expired" in response.json()["error"]
@@ -91,7 +90,7 @@ def test_it_revokes_my_token_and_then_answers_401(client, vera, machine):
     response = client.post(f"/tokens/{token.pk}/revoke/", follow=True)
 
     assert "Token laptop is revoked; requests using it now get 401." in response.content.decode()
-    assert client.get("/api/stacks", **bearer(raw)).status_code == 401
+    assert client.get("/api/stacks", **auth_header(raw)).status_code == 401
     entry = LogEntry.objects.get(action_flag=CHANGE)
     assert (entry.user, entry.object_id, entry.change_message) == (vera, str(token.pk), "Revoked the API token.")
     again = client.post(f"/tokens/{token.pk}/revoke/", follow=True)
@@ -121,7 +120,7 @@ def test_it_offers_only_roles_up_to_my_own(client, vera):
 
 
 def test_it_explains_that_an_account_without_a_role_gets_no_token(client, db):
-    from tests.fixtures_roles import make_user
+    from tests.support import make_user
 
     client.force_login(make_user("sam", None))
     assert "Your account has no CloudSeam role" in client.get(MY_TOKENS).content.decode()
@@ -159,7 +158,7 @@ def test_it_creates_a_token_in_the_admin_and_shows_it_once(client, ada, otto, ma
     assert raw not in client.get(f"/admin/accounts/apitoken/{token.pk}/change/").content.decode()
     message = {"stackId": "alpha", "event": "LAUNCH", "machine": MACHINE}
     assert client.post("/api/events", data=message, content_type="application/json",
-                       **bearer(raw)).status_code == 200
+                       **auth_header(raw)).status_code == 200
 
 
 def test_it_refuses_an_admin_made_token_above_its_users_role(client, ada, vera):
@@ -185,7 +184,7 @@ def test_it_revokes_several_tokens_in_the_admin(client, ada, vera, otto, machine
 
     assert "Revoked: " in response.content.decode()
     for raw in (raw_first, raw_second):
-        assert client.get("/api/stacks", **bearer(raw)).status_code == 401
+        assert client.get("/api/stacks", **auth_header(raw)).status_code == 401
     assert list(LogEntry.objects.filter(action_flag=CHANGE).values_list("user__username", flat=True)) == ["ada"] * 2
     again = client.post("/admin/accounts/apitoken/", data, follow=True)
     assert "The selected tokens were already revoked." in again.content.decode()
@@ -217,3 +216,15 @@ def test_it_sets_the_expiry_chosen_on_my_tokens(client, otto, expires):
         assert token.expires_at is None
     else:
         assert abs((token.expires_at - timezone.now()) - timedelta(days=int(expires))) < timedelta(minutes=1)
+
+
+def test_it_lays_out_the_tokens_page_like_the_other_pages(as_operator):
+    page = as_operator.get(reverse("tokens-list")).content.decode()
+    assert '<div class="table-wrap">\n  <table class="data-table tokens-table" id="tokens">' in page  # scrolls alone
+    form = page[page.index('id="new-token"'):page.index("</form>", page.index('id="new-token"'))]
+    assert 'class="stacked-form"' in form and "<p><label" not in form  # fields, not as_p
+    assert form.count('<div class="field">') == 3
+    assert 'aria-describedby="id_name_helptext"' in form and '<p class="help" id="id_name_helptext">' in form
+    refused = as_operator.post(reverse("tokens-create"), {"name": "", "role": "operator", "expires": "7"})
+    assert refused.status_code == 400
+    assert '<p class="field-error">This field is required.</p>' in refused.content.decode()

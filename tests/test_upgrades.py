@@ -55,18 +55,6 @@ def stacks(simple_machine) -> dict[str, str]:
     return dict(Stack.objects.active().values_list("key", "state"))
 
 
-@pytest.fixture
-def viewer_client(client, make_user):
-    client.force_login(make_user("vic", "viewer"))
-    return client
-
-
-@pytest.fixture
-def operator_client(client, make_user):
-    client.force_login(make_user("opal", "operator"))
-    return client
-
-
 def post_impact(client, text: str, name: str = "simple", content_type: str = "application/yaml"):
     return client.post(f"/api/machines/{name}/impact", data=text, content_type=content_type)
 
@@ -74,8 +62,8 @@ def post_impact(client, text: str, name: str = "simple", content_type: str = "ap
 # --- the API ---------------------------------------------------------------------------------------------
 
 
-def test_it_names_the_stranded_stacks_of_a_draft_and_counts_them_per_state(viewer_client, stacks):
-    response = post_impact(viewer_client, RUN_RENAMED)
+def test_it_names_the_stranded_stacks_of_a_draft_and_counts_them_per_state(as_viewer, stacks):
+    response = post_impact(as_viewer, RUN_RENAMED)
     assert response.status_code == 200
     body = response.json()
     assert body["machine"] == "simple" and body["currentVersion"] == 1 and body["active"] == 4
@@ -91,13 +79,13 @@ def test_it_names_the_stranded_stacks_of_a_draft_and_counts_them_per_state(viewe
                                "and let 2 move up")
 
 
-def test_it_answers_an_invalid_draft_with_the_validators_errors(viewer_client, stacks):
-    response = post_impact(viewer_client, BROKEN)
+def test_it_answers_an_invalid_draft_with_the_validators_errors(as_viewer, stacks):
+    response = post_impact(as_viewer, BROKEN)
     assert response.status_code == 400
     body = response.json()
     assert body["error"] == "the draft is not a valid machine; fix its errors to see its impact"
     assert body["valid"] is False and "RUNN" in body["errors"][0]["message"] and body["errors"][0]["line"]
-    assert body["errors"] == viewer_client.post("/api/machines/validate", data=BROKEN,
+    assert body["errors"] == as_viewer.post("/api/machines/validate", data=BROKEN,
                                                 content_type="application/yaml").json()["errors"]
 
 
@@ -110,9 +98,9 @@ def test_it_answers_an_invalid_draft_with_the_validators_errors(viewer_client, s
         ("simple", "a: [", "application/yaml", 400, "not a valid machine"),
     ],
 )
-def test_it_refuses_bad_impact_requests_with_a_sentence(viewer_client, stacks, name, text, content_type, status,
+def test_it_refuses_bad_impact_requests_with_a_sentence(as_viewer, stacks, name, text, content_type, status,
                                                         words):
-    response = post_impact(viewer_client, text, name, content_type)
+    response = post_impact(as_viewer, text, name, content_type)
     assert response.status_code == status
     assert words in response.json()["error"]
 
@@ -128,10 +116,10 @@ def test_it_reads_the_stacks_in_two_queries_however_many_there_are(stacks, djang
         in_flight.draft_impact(machine, machine.current_version.spec)
 
 
-def test_it_compares_a_stack_with_the_version_it_is_pinned_to(viewer_client, stacks):
+def test_it_compares_a_stack_with_the_version_it_is_pinned_to(as_viewer, stacks):
     save_machine("simple", NOTE_DROPPED, actor="tests")  # v2: RUN no longer handles NOTE
     running("run-v2")  # pinned to v2, where NOTE is already gone
-    body = post_impact(viewer_client, NOTE_DROPPED + "\n# v3\n").json()
+    body = post_impact(as_viewer, NOTE_DROPPED + "\n# v3\n").json()
     stranded = {s["id"]: s for s in body["stranded"]}
     assert set(stranded) == {"run-1", "run-2"}  # on v1, they lose NOTE; run-v2 never had it
     assert stranded["run-1"]["version"] == 1 and stranded["run-1"]["reasons"][0]["code"] == "event_removed"
@@ -161,11 +149,11 @@ def move(client, confirm, version=2, name="simple", **headers):
     return client.post(f"/machines/{name}/move-stacks/", {"confirm": confirm, "version": version}, **headers)
 
 
-def test_it_moves_every_compatible_stack_and_reports_each(operator_client, stacks):
+def test_it_moves_every_compatible_stack_and_reports_each(as_operator, stacks):
     save_machine("simple", RUN_RENAMED, actor="tests")
-    page = operator_client.get("/machines/simple/")
+    page = as_operator.get("/machines/simple/")
     assert "Move all 2 compatible stacks to version 2" in page.content.decode()
-    response = move(operator_client, "2")
+    response = move(as_operator, "2")
     assert response.status_code == 200
     html = response.content.decode()
     assert "Moved 2 stacks to version 2" in html and "Stranded by version 2" in html
@@ -174,12 +162,12 @@ def test_it_moves_every_compatible_stack_and_reports_each(operator_client, stack
     assert versions == {"prov-1": 2, "prov-2": 2, "run-1": 1, "run-2": 1}
     moved = StackEvent.objects.filter(event=services.UPGRADE_MACHINE, outcome="applied")
     assert sorted(moved.values_list("stack_key", flat=True)) == ["prov-1", "prov-2"]
-    assert set(moved.values_list("actor", flat=True)) == {"opal"}
+    assert set(moved.values_list("actor", flat=True)) == {"otto"}
 
 
-def test_it_answers_scripts_with_json(operator_client, stacks):
+def test_it_answers_scripts_with_json(as_operator, stacks):
     save_machine("simple", COMPATIBLE, actor="tests")
-    response = move(operator_client, 4, HTTP_ACCEPT="application/json")
+    response = move(as_operator, 4, HTTP_ACCEPT="application/json")
     assert response.status_code == 200
     assert response.json() == {"machine": "simple", "version": 2, "moved": ["prov-1", "prov-2", "run-1", "run-2"],
                                "refused": [], "stranded": []}
@@ -191,27 +179,27 @@ def test_it_answers_scripts_with_json(operator_client, stacks):
     ("two", 2, 400, "you typed two"),
     ("2", 1, 409, "simple is now at version 2, not 1; nothing was moved"),
 ])
-def test_it_moves_nothing_unless_the_number_is_confirmed(operator_client, stacks, confirm, version, status, words):
+def test_it_moves_nothing_unless_the_number_is_confirmed(as_operator, stacks, confirm, version, status, words):
     save_machine("simple", RUN_RENAMED, actor="tests")
-    response = move(operator_client, confirm, version)
+    response = move(as_operator, confirm, version)
     assert response.status_code == status
     assert words in response.content.decode()
     assert not Stack.objects.active().filter(machine_version__number=2).exists()
     assert not StackEvent.objects.filter(event=services.UPGRADE_MACHINE).exists()
 
 
-def test_it_says_when_there_is_nothing_to_move(operator_client, stacks):
-    response = move(operator_client, "0", 1, HTTP_ACCEPT="application/json")
+def test_it_says_when_there_is_nothing_to_move(as_operator, stacks):
+    response = move(as_operator, "0", 1, HTTP_ACCEPT="application/json")
     assert response.status_code == 409
     assert response.json()["error"] == "no stack can be moved to version 1 of simple; nothing was moved"
 
 
-def test_it_lets_only_operators_and_admins_move_stacks(viewer_client, stacks):
+def test_it_lets_only_operators_and_admins_move_stacks(as_viewer, stacks):
     save_machine("simple", COMPATIBLE, actor="tests")
-    page = viewer_client.get("/machines/simple/").content.decode()
+    page = as_viewer.get("/machines/simple/").content.decode()
     assert "4 can move to version 2" in page and "move-stacks-form" not in page
-    assert move(viewer_client, "4").status_code == 403
-    assert viewer_client.get("/machines/simple/move-stacks/").status_code == 403
+    assert move(as_viewer, "4").status_code == 403
+    assert as_viewer.get("/machines/simple/move-stacks/").status_code == 403
     assert not Stack.objects.active().filter(machine_version__number=2).exists()
 
 
@@ -227,7 +215,7 @@ def test_it_refuses_an_operator_limited_to_other_machines(client, make_user, sta
     assert not Stack.objects.active().filter(machine_version__number=2).exists()
 
 
-def test_it_reports_a_stack_refused_after_the_list_was_shown(operator_client, stacks, monkeypatch):
+def test_it_reports_a_stack_refused_after_the_list_was_shown(as_operator, stacks, monkeypatch):
     save_machine("simple", TASKS_CHANGED, actor="tests")  # run-1 and run-2 can move; the others cannot
     real = services.upgrade_machine
 
@@ -237,17 +225,17 @@ def test_it_reports_a_stack_refused_after_the_list_was_shown(operator_client, st
         return real(key, **kwargs)
 
     monkeypatch.setattr(services, "upgrade_machine", racing)
-    response = move(operator_client, "2", HTTP_ACCEPT="application/json")
+    response = move(as_operator, "2", HTTP_ACCEPT="application/json")
     body = response.json()
     assert body["moved"] == ["run-1"]
     assert body["refused"][0]["id"] == "run-2" and "has different tasks in version 2" in body["refused"][0]["error"]
 
 
-def test_it_shows_the_move_page_with_what_would_happen(operator_client, stacks):
+def test_it_shows_the_move_page_with_what_would_happen(as_operator, stacks):
     save_machine("simple", RUN_RENAMED, actor="tests")
-    html = operator_client.get("/machines/simple/move-stacks/").content.decode()
+    html = as_operator.get("/machines/simple/move-stacks/").content.decode()
     assert "Move all 2 compatible stacks to version 2" in html and "run-1" in html
-    assert operator_client.get("/machines/nope/move-stacks/").status_code == 404
+    assert as_operator.get("/machines/nope/move-stacks/").status_code == 404
 
 
 # --- the command line -------------------------------------------------------------------------------------
@@ -282,7 +270,7 @@ def test_it_says_how_the_impact_check_fails_in_its_help(capsys):
     assert "exits 3 when there are any" in " ".join(capsys.readouterr().out.split())
 
 
-def test_it_describes_the_impact_endpoint_in_the_openapi_document(viewer_client):
-    document = viewer_client.get("/api/openapi.json").json()
+def test_it_describes_the_impact_endpoint_in_the_openapi_document(as_viewer):
+    document = as_viewer.get("/api/openapi.json").json()
     operation = document["paths"]["/api/machines/{name}/impact"]["post"]
     assert {"200", "400", "404"} <= set(operation["responses"])

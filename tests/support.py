@@ -1,22 +1,20 @@
-"""Named people for each role, a small machine, and helpers for the admin, roles, tokens and security tests.
+"""Helpers the tests share: making people, the small `demo` machine, stacks in known states, form fields.
 
-vera is a viewer, otto an operator, ada an admin (by group, not a superuser, so the role system
-itself is what lets her in). All three are staff so they can open the admin console; nora is a
-viewer who is not staff; root is a superuser. Test modules load this file with
-`pytest_plugins = ["tests.fixtures_roles"]` and import the helpers by name. (PYTEST_DONT_REWRITE:
-the module is imported before pytest registers it as a plugin; its checks raise on their own.)
+The fixtures built from them (the named people, the machines, logged-in clients) live in
+`tests/conftest.py`; this module holds plain functions a test calls directly.
 """
 
 from __future__ import annotations
 
 from html.parser import HTMLParser
 
-import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
+from django.test import Client
+from django.urls import reverse
 
-from machines_app.services import save_machine
 from stacks import services
+from stacks.models import Stack
 
 PASSWORD = "seam-Testing-Password-42"
 MACHINE = "demo"
@@ -54,42 +52,6 @@ def make_user(username: str, role: str | None, *, staff: bool = True, password: 
     if role:
         user.groups.add(Group.objects.get_or_create(name=role)[0])
     return user
-
-
-@pytest.fixture
-def vera(db):
-    return make_user("vera", "viewer")
-
-
-@pytest.fixture
-def otto(db):
-    return make_user("otto", "operator")
-
-
-@pytest.fixture
-def ada(db):
-    return make_user("ada", "admin")
-
-
-@pytest.fixture
-def nora(db):
-    return make_user("nora", "viewer", staff=False)
-
-
-@pytest.fixture
-def root(db):
-    return get_user_model().objects.create_superuser("root", password=None)
-
-
-@pytest.fixture
-def people(vera, otto, ada) -> dict:
-    """The staff user for each role, by role name; None stands for anonymous."""
-    return {"anonymous": None, "viewer": vera, "operator": otto, "admin": ada}
-
-
-@pytest.fixture
-def machine(db):
-    return save_machine(MACHINE, MACHINE_YAML, actor="tests", source="tests").version
 
 
 def launch(stack_id: str, **metadata) -> services.EventResult:
@@ -166,3 +128,87 @@ def form_data(html: str, form_id: str) -> dict:
     for name, value in parser.fields:
         data.setdefault(name, []).append(value)
     return {k: v[0] if len(v) == 1 else v for k, v in data.items()}
+
+
+# --- the `shop` machine of the page tests -------------------------------------------------------
+
+SHOP = """\
+version: 1
+events: [LAUNCH, PING, PAUSE, DESTROY]
+states:
+  INIT:
+    on:
+      LAUNCH: [{action: advance, state: RUN}]
+      DESTROY: [{action: advance, state: GONE}]
+  RUN:
+    on:
+      PING: [{action: no-op}]
+      PAUSE: [{action: advance, state: WAIT}]
+      DESTROY: [{action: advance, state: GONE}]
+  WAIT:
+    tasks: [approve, check]
+    on:
+      NEXT: [{action: advance, state: RUN}]
+      DESTROY: [{action: advance, state: GONE}]
+  GONE:
+    terminal: true
+tasks:
+  approve:
+    executor: external
+    config:
+      instructions: "Check the shop & <b>sign</b> off, then mark this task done."
+  check:
+    executor: external
+"""
+
+SHOP_V2 = SHOP.replace("events: [LAUNCH, PING, PAUSE, DESTROY]", "events: [LAUNCH, PING, PAUSE, DESTROY, EXTRA]")
+
+XSS = "<img src=x onerror=alert(1)>"
+OTHER = SHOP.replace("tasks:\n  approve:", "tasks:\n  approve2:").replace("[approve, check]", "[approve2, check]")
+
+
+def launch_shop(stack_id: str = "feature-1", event: str = "LAUNCH", **fields) -> Stack:
+    result = services.send(stack_id, event, machine="shop", actor="test", source="test", **fields)
+    assert result.ok, result.body
+    return Stack.objects.active().get(key=stack_id)
+
+
+def waiting_shop_stack(stack_id: str = "feature-1") -> Stack:
+    """A stack in WAIT, whose two external tasks are pending."""
+    launch_shop(stack_id)
+    assert services.send(stack_id, "PAUSE", actor="test", source="test").ok
+    return Stack.objects.active().get(key=stack_id)
+
+
+def removed_shop_stack(stack_id: str = "old-1") -> Stack:
+    launch_shop(stack_id)
+    assert services.send(stack_id, "DESTROY", actor="test", source="test").ok
+    return Stack.objects.removed().get(key=stack_id)
+
+
+def page_urls(stack: Stack, gone: Stack) -> list[str]:
+    return [
+        reverse("stacks-dashboard"),
+        reverse("stacks-dashboard") + "?format=json",
+        reverse("stacks-detail", args=[stack.key]),
+        reverse("stacks-output", args=[stack.key]),
+        reverse("stacks-removed"),
+        reverse("stacks-removed-detail", args=[gone.pk]),
+        reverse("machines-list"),
+        reverse("machines-detail", args=["shop"]),
+        reverse("machines-export", args=["shop", "dot"]),
+        reverse("machines-export", args=["shop", "mermaid"]),
+    ]
+
+
+def page_user(name: str, group: str | None) -> User:
+    user = User.objects.create_user(name, password="a long test password")
+    if group:
+        user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+def page_client(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
