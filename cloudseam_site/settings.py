@@ -201,6 +201,14 @@ API_MAX_BODY = 256 * 1024
 CLOUDSEAM_PYTHON_PREFIXES = tuple(env_list("CLOUDSEAM_PYTHON_PREFIXES", ["cloudseam_tasks"]))
 CLOUDSEAM_TASK_HEARTBEAT = env_int("CLOUDSEAM_TASK_HEARTBEAT", 5)  # seconds between heartbeats
 CLOUDSEAM_TASK_LOST_AFTER = env_int("CLOUDSEAM_TASK_LOST_AFTER", 30)  # no heartbeat for this long = dead
+# Timeouts for tasks whose machine gives none (seconds; 0 = no limit): nothing may hang for ever unseen.
+CLOUDSEAM_DEFAULT_TIMEOUT_SHELL = env_int("CLOUDSEAM_DEFAULT_TIMEOUT_SHELL", 3600)
+CLOUDSEAM_DEFAULT_TIMEOUT_PYTHON = env_int("CLOUDSEAM_DEFAULT_TIMEOUT_PYTHON", 3600)
+CLOUDSEAM_DEFAULT_TIMEOUT_TERRAFORM = env_int("CLOUDSEAM_DEFAULT_TIMEOUT_TERRAFORM", 7200)
+CLOUDSEAM_DEFAULT_TIMEOUT_HTTP = env_int("CLOUDSEAM_DEFAULT_TIMEOUT_HTTP", 300)
+# A task waiting for a completion from outside (external approvals, http callbacks) without a
+# `timeout` of its own is shown as overdue after this long (seconds); with a `timeout`, it fails then.
+CLOUDSEAM_EXTERNAL_DEADLINE = env_int("CLOUDSEAM_EXTERNAL_DEADLINE", 7 * 24 * 3600)
 
 LOGGING = {
     "version": 1,

@@ -18,6 +18,7 @@ def task_json(task: Task) -> dict:
         "executor": task.executor,
         "startedAt": iso(task.started_at),
         "finishedAt": iso(task.finished_at),
+        "overdue": task.overdue(),
     }
 
 

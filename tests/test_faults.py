@@ -153,3 +153,95 @@ def test_it_fails_within_lost_after_a_task_whose_worker_died_before_claiming_it(
     requeue_lost_jobs()
     reap_lost_tasks()
     assert StackEvent.objects.filter(stack_key="abandoned", event="TASK_ERROR").count() == 1
+
+
+# --- item 6: default timeouts, and a deadline for tasks that wait ------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_it_gives_a_task_without_a_timeout_its_executors_default(settings):
+    from stacks.runtime.queueing import JOB_MARGIN, job_for, task_timeout
+
+    settings.CLOUDSEAM_DEFAULT_TIMEOUT_SHELL = 3600
+    settings.CLOUDSEAM_DEFAULT_TIMEOUT_HTTP = 300
+    task = launch('{executor: shell, config: {command: ["true"]}}')
+    tasks = task.stack.machine_version.spec.tasks
+    assert task_timeout(tasks["job"]) == 3600
+    assert job_for(task, tasks["job"]).job_timeout == 3600 + JOB_MARGIN
+
+    settings.CLOUDSEAM_DEFAULT_TIMEOUT_SHELL = 0  # 0: no limit, as before
+    assert task_timeout(tasks["job"]) is None and job_for(task, tasks["job"]).job_timeout == -1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_it_stops_a_hung_shell_task_at_the_default_timeout_and_says_so(settings):
+    from stacks.runtime.jobs import run_task
+
+    settings.CLOUDSEAM_DEFAULT_TIMEOUT_SHELL = 1
+    task = launch('{executor: shell, config: {command: ["sleep", "30"]}}', "hung")
+    started = time.monotonic()
+
+    assert run_task(task.id) == "applied"
+
+    task.refresh_from_db()
+    assert time.monotonic() - started < 10
+    assert task.status == "ERROR"
+    assert task.error_message == (
+        "timed out after 1 s (the default for shell tasks, CLOUDSEAM_DEFAULT_TIMEOUT_SHELL; give the task a "
+        "`timeout` in its machine to allow longer)"
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_it_shows_an_external_task_waiting_past_the_deadline_as_overdue(settings, client, django_user_model):
+    from stacks.runtime.liveness import fail_expired_waits
+    from stacks.snapshots import stack_json
+
+    settings.CLOUDSEAM_EXTERNAL_DEADLINE = 3600
+    task = launch("{executor: external}", "approval")
+    assert stack_json(Stack.objects.get(key="approval"))["tasks"][0]["overdue"] is False
+
+    Task.objects.filter(pk=task.pk).update(created_at=timezone.now() - timedelta(seconds=3601))
+
+    assert fail_expired_waits() == 0  # no timeout of its own: shown, not failed
+    snapshot = stack_json(Stack.objects.get(key="approval"))
+    assert snapshot["tasks"][0]["overdue"] is True and snapshot["tasks"][0]["status"] == "PENDING"
+    admin = django_user_model.objects.create_superuser("boss", "", "pw")
+    client.force_login(admin)
+    page = client.get("/stacks/approval/").content.decode()
+    assert 'class="task-overdue" title=' in page  # shown, not hidden
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_it_fails_a_waiting_task_whose_own_timeout_passed_once(settings):
+    from stacks.runtime.liveness import fail_expired_waits
+
+    task = launch("{executor: external, timeout: 60}", "gate")
+    assert fail_expired_waits() == 0
+    Task.objects.filter(pk=task.pk).update(created_at=timezone.now() - timedelta(seconds=61))
+
+    assert fail_expired_waits() == 1
+    assert fail_expired_waits() == 0
+    task.refresh_from_db()
+    assert task.status == "ERROR"
+    assert task.error_message.startswith("no approval arrived within the task's timeout of 60 s")
+    assert StackEvent.objects.filter(stack_key="gate", event="TASK_ERROR").count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_it_fails_an_http_callback_that_never_came_after_its_timeout(settings):
+    from stacks.runtime.liveness import fail_expired_waits
+
+    task = launch("{executor: http, timeout: 30, config: {url: 'http://127.0.0.1:9/x', mode: callback}}", "cb")
+    # What run_task leaves behind after a 2xx in callback mode: started, waiting, no heartbeat.
+    Task.objects.filter(pk=task.pk).update(started_at=timezone.now() - timedelta(seconds=31), heartbeat_at=None)
+    assert Task.objects.get(pk=task.pk).waiting
+
+    assert fail_expired_waits() == 1
+    task.refresh_from_db()
+    assert task.status == "ERROR" and task.error_message.startswith("no callback arrived within")

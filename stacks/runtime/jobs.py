@@ -18,6 +18,7 @@ from django.utils import timezone
 from machines_app.spec.model import TASK_COMPLETED, TASK_ERROR
 from stacks.live import publish as live
 from stacks.models import PENDING, Task
+from stacks.runtime import queueing
 from stacks.runtime.executors import TaskContext, TaskResult
 from stacks.runtime.executors import run_task as run_executor
 from stacks.services import send
@@ -119,7 +120,17 @@ def run_task(task_id: str) -> str:
             if result.ok:
                 break
     output.flush()
-    return _report(task, result)
+    return _report(task, _explain_default_timeout(result, task_def))
+
+
+def _explain_default_timeout(result: TaskResult, task_def) -> TaskResult:
+    """Say where a limit the machine never set came from, and how to change it."""
+    setting = queueing.default_timeout_setting(task_def)
+    if result.ok or not setting or "timed out after" not in (result.error or ""):
+        return result
+    hint = (f" (the default for {task_def.executor} tasks, {setting}; give the task a `timeout` "
+            "in its machine to allow longer)")
+    return TaskResult(ok=False, error=f"{result.error}{hint}", output_tail=result.output_tail)
 
 
 def _context(task: Task, task_def, snapshot: dict, output: _Output, workdir: str) -> TaskContext:
@@ -129,7 +140,7 @@ def _context(task: Task, task_def, snapshot: dict, output: _Output, workdir: str
         executor=task_def.executor,
         config=task_def.config,
         stack=snapshot,
-        timeout=task_def.timeout,
+        timeout=queueing.task_timeout(task_def),
         on_output=output.add,
         python_prefixes=tuple(settings.CLOUDSEAM_PYTHON_PREFIXES),
         workdir=workdir,

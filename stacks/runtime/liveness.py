@@ -14,6 +14,7 @@ from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -155,3 +156,33 @@ def _fail_unstarted(task: Task, job: Job) -> None:
     last_line = reason.strip().splitlines()[-1] if reason.strip() else f"the job was {job.get_status(refresh=False)}"
     send(task.stack.key, TASK_ERROR, task={"id": task.id}, actor="liveness-check", source="system",
          description=f"the job for this task ended before the task started: {last_line[:500]}. Retry the task.")
+
+
+def fail_expired_waits(now: datetime | None = None) -> int:
+    """Fail the waiting tasks (external approvals, http callbacks) whose own `timeout` has passed.
+
+    A waiting task without a `timeout` is never failed: past CLOUDSEAM_EXTERNAL_DEADLINE it is shown
+    as overdue instead (`Task.overdue`, `overdue: true` in the snapshot). Returns how many failed.
+    """
+    now = now or timezone.now()
+    waiting = (
+        Task.objects.filter(current=True, status=PENDING, heartbeat_at__isnull=True, finished_at__isnull=True,
+                            stack__removed_at__isnull=True)
+        .filter(Q(executor="external") | Q(started_at__isnull=False))
+        .select_related("stack__machine_version")
+    )
+    failed = 0
+    for task in waiting:
+        task_def = task.stack.machine_version.spec.tasks.get(task.name)
+        timeout = task_def.timeout if task_def else None
+        if not timeout or now - task.waiting_since < timedelta(seconds=timeout):
+            continue
+        # Compare-and-swap: one checker reports it; a completion arriving meanwhile wins instead.
+        if not Task.objects.filter(pk=task.pk, status=PENDING, finished_at__isnull=True).update(finished_at=now):
+            continue
+        what = "approval" if task.executor == "external" else "callback"
+        result = send(task.stack.key, TASK_ERROR, task={"id": task.id}, actor="liveness-check", source="system",
+                      description=(f"no {what} arrived within the task's timeout of {timeout:g} s; complete it "
+                                   "through the API or the page, or retry the task to wait again."))
+        failed += result.outcome == "applied"
+    return failed

@@ -27,13 +27,14 @@ def reap_interval() -> float:
 
 
 def _reap_forever(stop: threading.Event) -> None:
-    from stacks.runtime.liveness import reap_lost_tasks, requeue_lost_jobs
+    from stacks.runtime.liveness import fail_expired_waits, reap_lost_tasks, requeue_lost_jobs
 
     while not stop.wait(reap_interval()):
         try:
             close_old_connections()
             reap_lost_tasks()
             requeue_lost_jobs()
+            fail_expired_waits()
         except Exception:  # noqa: BLE001 - keep checking; a database blip must not stop the thread
             log.warning("liveness check failed", exc_info=True)
 
