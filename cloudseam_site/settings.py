@@ -136,7 +136,8 @@ RQ = {"WORKER_CLASS": "stacks.runtime.worker.CloudSeamWorker", "COMMIT_MODE": "a
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        # channels_redis with a bounded pool that waits for a free connection (stacks/live/layer.py).
+        "BACKEND": "stacks.live.layer.BoundedRedisChannelLayer",
         "CONFIG": {
             # redis-py 8 times out socket reads after 5 s by default, the same as channels_redis's
             # blocking receive: idle WebSockets were dropped. Reads may block up to 5 s; allow 30.
@@ -144,6 +145,11 @@ CHANNEL_LAYERS = {
             # The default of 100 silently drops updates for a busy dashboard; see DESIGN §8.
             "capacity": 2000,
             "expiry": 60,
+            "max_connections": env_int("CLOUDSEAM_CHANNEL_MAX_CONNECTIONS", 50),
+            "pool_timeout": 20,
+            # A member a crashed web process never removed leaves after this long; live ones rejoin
+            # every GROUP_REJOIN seconds (stacks/live/consumers.py), so they never expire.
+            "group_expiry": 6 * 3600,
             "prefix": env_str("CLOUDSEAM_CHANNEL_PREFIX", "cloudseam"),
         },
     },

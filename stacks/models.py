@@ -68,6 +68,7 @@ class Stack(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
     removed_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    seq = models.PositiveBigIntegerField(default=0, help_text="changes so far; live frames carry it")
 
     objects = StackQuerySet.as_manager()
 

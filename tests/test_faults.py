@@ -245,3 +245,228 @@ def test_it_fails_an_http_callback_that_never_came_after_its_timeout(settings):
     assert fail_expired_waits() == 1
     task.refresh_from_db()
     assert task.status == "ERROR" and task.error_message.startswith("no callback arrived within")
+
+
+# --- item 2: a task's process tree dies with its worker; never two live runs of one task -------------
+
+TRAPS_SIGTERM_WITH_GRANDCHILD = """
+import os, signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, lambda *a: print("ignoring SIGTERM", flush=True))
+escaped = subprocess.Popen(["sleep", "300"], start_new_session=True)  # leaves the process group
+child = subprocess.Popen(["sleep", "300"])
+with open(sys.argv[1], "w") as f:
+    f.write(f"{os.getpid()} {escaped.pid} {child.pid}")
+print("ready", flush=True)
+while True:
+    time.sleep(0.1)
+"""
+
+FAKE_WORKER = """
+import sys
+from stacks.runtime.executors.process import run_process
+run_process([sys.executable, "-c", sys.argv[1], sys.argv[2]], timeout=300)
+"""
+
+
+def _wait_for_file(path: Path, timeout: float = 15) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return path.read_text()
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never appeared")
+
+
+def _all_dead(pids: list[int], timeout: float = 5) -> bool:
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        if not alive:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_it_kills_the_whole_task_tree_when_its_worker_is_killed(tmp_path):
+    import signal
+
+    pids_file = tmp_path / "pids"
+    worker = subprocess.Popen([sys.executable, "-c", FAKE_WORKER, TRAPS_SIGTERM_WITH_GRANDCHILD, str(pids_file)],
+                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    pids = [int(p) for p in _wait_for_file(pids_file).split()]
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(10)
+
+    assert _all_dead(pids), "a process of the task outlived its worker"
+
+
+def test_it_stops_a_run_whose_lease_is_not_renewed(tmp_path):
+    from stacks.runtime.executors.guard import Lease
+    from stacks.runtime.executors.process import run_process
+
+    pids_file = tmp_path / "pids"
+    started = time.monotonic()
+    outcome = run_process([sys.executable, "-c", TRAPS_SIGTERM_WITH_GRANDCHILD, str(pids_file)], timeout=60,
+                          lease=Lease(2.0))
+
+    assert 1.5 < time.monotonic() - started < 10
+    assert outcome.returncode == -9 and not outcome.timed_out
+    assert "[cloudseam] the worker stopped renewing this task's lease; stopping the task" in outcome.tail
+    assert _all_dead([int(p) for p in pids_file.read_text().split()])
+
+
+def test_it_stops_a_run_at_once_when_its_lease_is_revoked(tmp_path):
+    from stacks.runtime.executors.guard import Lease
+    from stacks.runtime.executors.process import run_process
+
+    lease = Lease(30.0)
+    threading.Timer(1.0, lease.revoke).start()
+    started = time.monotonic()
+    outcome = run_process([sys.executable, "-c", TRAPS_SIGTERM_WITH_GRANDCHILD, str(tmp_path / "pids")],
+                          timeout=60, lease=lease)
+
+    assert time.monotonic() - started < 6 and outcome.returncode == -9
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_it_revokes_the_lease_when_the_task_was_failed_as_lost_meanwhile():
+    from stacks.runtime.executors.guard import Lease
+    from stacks.runtime.jobs import _Heartbeat
+
+    task = launch("{executor: sleep}", "revoked")
+    lease = Lease(30.0)
+    Task.objects.filter(pk=task.pk).update(status="ERROR")
+    with _Heartbeat(task.id, interval=0.05, lease=lease):
+        deadline = time.monotonic() + 5
+        while not lease.revoked and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert lease.revoked
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_it_does_not_start_a_task_while_an_earlier_run_of_it_is_alive(settings, monkeypatch):
+    from stacks.runtime import jobs
+
+    settings.CLOUDSEAM_TASK_LOST_AFTER = 30
+    first = launch("{executor: sleep}", "twice")
+    Task.objects.filter(pk=first.pk).update(started_at=timezone.now(), heartbeat_at=timezone.now())
+    send("twice", "AWAY", actor="t", source="api")
+    send("twice", "BACK", actor="t", source="api")
+    second = Stack.objects.get(key="twice").current_tasks().get()
+    assert second.pk != first.pk
+    assert jobs._previous_run_alive(second.id) is True
+
+    # The first run ends (or its heartbeat goes stale): the second one may start.
+    Task.objects.filter(pk=first.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=31))
+    assert jobs._previous_run_alive(second.id) is False
+    monkeypatch.setattr(jobs, "WAIT_POLL_SECONDS", 0.01)
+    assert jobs.run_task(second.id) == "applied"
+
+
+# --- item 10: numbered live frames, re-sync on a gap, no members left behind -------------------------
+
+WS_ORIGIN = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
+
+
+def _watcher_headers(client, make_user) -> list[tuple[bytes, bytes]]:
+    client.force_login(make_user("watcher", "viewer"))
+    return [*WS_ORIGIN, (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())]
+
+
+def in_order(seqs: dict, message: dict) -> tuple[bool, bool]:
+    """The client's rule (static/js/live.js LiveSocket.inOrder): (apply it?, ask for a snapshot?)."""
+    if message["type"] == "snapshot":
+        seqs.clear()
+        seqs.update({s["id"]: s["seq"] for s in message.get("stacks") or [message["stack"]]})
+        return True, False
+    stack = message["stack"]
+    last = seqs.get(stack["id"])
+    if last is not None and stack["seq"] <= last:
+        return False, False
+    seqs[stack["id"]] = stack["seq"]
+    return True, last is not None and stack["seq"] > last + 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_numbers_live_frames_and_sends_a_fresh_snapshot_when_a_client_saw_a_gap(client, make_user):
+    from asgiref.sync import async_to_sync, sync_to_async
+    from channels.testing import WebsocketCommunicator
+    from django.db.models import F
+
+    from cloudseam_site.asgi import application
+
+    launch("{executor: external}", "live")
+    headers = _watcher_headers(client, make_user)
+
+    def change(value: str) -> None:
+        send("live", "UPDATE_METADATA", metadata={"v": value}, actor="t", source="api")
+
+    def lose_a_frame() -> None:  # a change whose frame never arrives
+        Stack.objects.filter(key="live").update(seq=F("seq") + 1)
+
+    async def scenario() -> list:
+        seqs: dict = {}
+        communicator = WebsocketCommunicator(application, "/ws/stacks/live/", headers=headers)
+        connected, _ = await communicator.connect(timeout=5)
+        assert connected
+        snapshot = await communicator.receive_json_from(timeout=5)
+        seen = [(snapshot["type"], snapshot["stack"]["seq"], in_order(seqs, snapshot))]
+        await sync_to_async(change)("a")
+        await sync_to_async(change)("b")
+        await sync_to_async(lose_a_frame)()
+        await sync_to_async(change)("c")
+        for _ in range(3):
+            frame = await communicator.receive_json_from(timeout=5)
+            apply, resync = in_order(seqs, frame)
+            seen.append((frame["type"], frame["stack"]["seq"], (apply, resync)))
+            if resync:
+                await communicator.send_json_to({"type": "resync"})
+        again = await communicator.receive_json_from(timeout=5)
+        seen.append((again["type"], again["stack"]["seq"], in_order(seqs, again)))
+        await communicator.disconnect()
+        return seen
+
+    seen = async_to_sync(scenario)()
+
+    assert seen == [
+        ("snapshot", 1, (True, False)),
+        ("stack.updated", 2, (True, False)),
+        ("stack.updated", 3, (True, False)),
+        ("stack.updated", 5, (True, True)),  # 4 never came: the client asks for the whole picture
+        ("snapshot", 5, (True, False)),
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_leaves_no_group_member_behind_when_many_watchers_disconnect_at_once(client, make_user):
+    import asyncio
+
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+    from channels.testing import WebsocketCommunicator
+
+    from cloudseam_site.asgi import application
+
+    headers = _watcher_headers(client, make_user)
+    layer = get_channel_layer()
+    group_key = layer._group_key("stacks")
+    watchers = 200
+
+    async def scenario() -> tuple[int, int]:
+        communicators = [WebsocketCommunicator(application, "/ws/stacks/", headers=headers) for _ in range(watchers)]
+        for communicator in communicators:
+            connected, _ = await communicator.connect(timeout=10)
+            assert connected
+            await communicator.receive_json_from(timeout=10)
+        connection = layer.connection(layer.consistent_hash("stacks"))
+        members = await connection.zcard(group_key)
+        await asyncio.gather(*(c.disconnect() for c in communicators))
+        return members, await connection.zcard(group_key)
+
+    before, after = async_to_sync(scenario)()
+
+    assert (before, after) == (watchers, 0)

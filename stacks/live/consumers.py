@@ -2,9 +2,15 @@
 
 The group is joined before the snapshot is read, so a change committed in between is delivered
 (possibly twice, which is harmless: updates carry whole snapshots).
+
+Every stack snapshot carries the stack's `seq` (one more per applied change). A client that sees a
+gap (a frame lost on the way) sends `{"type": "resync"}` and gets a fresh snapshot.
 """
 
 from __future__ import annotations
+
+import asyncio
+import logging
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -14,7 +20,11 @@ from stacks.live import publish as live
 from stacks.models import Stack, StackEvent
 from stacks.snapshots import event_json, stack_json
 
+log = logging.getLogger(__name__)
+
 SNAPSHOT_LIMIT = 500
+GROUP_REJOIN = 3600  # seconds; well under the layer's group_expiry
+DISCARD_TRIES = 4
 
 
 def _role(scope) -> str | None:
@@ -33,12 +43,28 @@ class _BaseConsumer(AsyncJsonWebsocketConsumer):
             return
         for group in self.groups_to_join:
             await self.channel_layer.group_add(group, self.channel_name)
+        self.rejoin = asyncio.ensure_future(self._keep_membership())
         await self.accept()
         await self.send_json(await database_sync_to_async(self.snapshot)())
 
+    async def _keep_membership(self) -> None:
+        """Group members expire (so that those of a crashed process go); a live connection stays."""
+        while True:
+            await asyncio.sleep(GROUP_REJOIN)
+            for group in self.groups_to_join:
+                await self.channel_layer.group_add(group, self.channel_name)
+
+    async def receive_json(self, content, **kwargs) -> None:
+        """`{"type": "resync"}`: the client saw a gap in `seq`; it gets the whole picture again."""
+        if isinstance(content, dict) and content.get("type") == "resync":
+            await self.send_json(await database_sync_to_async(self.snapshot)())
+
     async def disconnect(self, code) -> None:
+        rejoin = getattr(self, "rejoin", None)
+        if rejoin is not None:
+            rejoin.cancel()
         for group in getattr(self, "groups_to_join", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
+            await _discard(self.channel_layer, group, self.channel_name)
 
     def snapshot(self) -> dict:
         raise NotImplementedError
@@ -48,6 +74,19 @@ class _BaseConsumer(AsyncJsonWebsocketConsumer):
 
     async def stack_removed(self, message: dict) -> None:
         await self.send_json(message)
+
+
+async def _discard(layer, group: str, channel: str) -> None:
+    """Leave the group, retrying a Redis hiccup: a member left behind gets every frame until it expires."""
+    for attempt in range(DISCARD_TRIES):
+        try:
+            await layer.group_discard(group, channel)
+            return
+        except Exception:  # noqa: BLE001 - retried, then logged; a disconnect must not raise
+            if attempt == DISCARD_TRIES - 1:
+                log.warning("could not leave group %s; the member expires with the group", group, exc_info=True)
+                return
+            await asyncio.sleep(0.2 * 2**attempt)
 
 
 class StacksConsumer(_BaseConsumer):
