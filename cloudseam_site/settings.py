@@ -137,7 +137,8 @@ RQ = {"WORKER_CLASS": "stacks.runtime.worker.CloudSeamWorker", "COMMIT_MODE": "a
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        # channels_redis with a bounded pool that waits for a free connection (stacks/live/layer.py).
+        "BACKEND": "stacks.live.layer.BoundedRedisChannelLayer",
         "CONFIG": {
             # redis-py 8 times out socket reads after 5 s by default, the same as channels_redis's
             # blocking receive: idle WebSockets were dropped. Reads may block up to 5 s; allow 30.
@@ -145,6 +146,11 @@ CHANNEL_LAYERS = {
             # The default of 100 silently drops updates for a busy dashboard; see DESIGN §8.
             "capacity": 2000,
             "expiry": 60,
+            "max_connections": env_int("CLOUDSEAM_CHANNEL_MAX_CONNECTIONS", 50),
+            "pool_timeout": 20,
+            # A member a crashed web process never removed leaves after this long; live ones rejoin
+            # every GROUP_REJOIN seconds (stacks/live/consumers.py), so they never expire.
+            "group_expiry": 6 * 3600,
             "prefix": env_str("CLOUDSEAM_CHANNEL_PREFIX", "cloudseam"),
         },
     },
@@ -202,6 +208,14 @@ API_MAX_BODY = 256 * 1024
 CLOUDSEAM_PYTHON_PREFIXES = tuple(env_list("CLOUDSEAM_PYTHON_PREFIXES", ["cloudseam_tasks"]))
 CLOUDSEAM_TASK_HEARTBEAT = env_int("CLOUDSEAM_TASK_HEARTBEAT", 5)  # seconds between heartbeats
 CLOUDSEAM_TASK_LOST_AFTER = env_int("CLOUDSEAM_TASK_LOST_AFTER", 30)  # no heartbeat for this long = dead
+# Timeouts for tasks whose machine gives none (seconds; 0 = no limit): nothing may hang for ever unseen.
+CLOUDSEAM_DEFAULT_TIMEOUT_SHELL = env_int("CLOUDSEAM_DEFAULT_TIMEOUT_SHELL", 3600)
+CLOUDSEAM_DEFAULT_TIMEOUT_PYTHON = env_int("CLOUDSEAM_DEFAULT_TIMEOUT_PYTHON", 3600)
+CLOUDSEAM_DEFAULT_TIMEOUT_TERRAFORM = env_int("CLOUDSEAM_DEFAULT_TIMEOUT_TERRAFORM", 7200)
+CLOUDSEAM_DEFAULT_TIMEOUT_HTTP = env_int("CLOUDSEAM_DEFAULT_TIMEOUT_HTTP", 300)
+# A task waiting for a completion from outside (external approvals, http callbacks) without a
+# `timeout` of its own is shown as overdue after this long (seconds); with a `timeout`, it fails then.
+CLOUDSEAM_EXTERNAL_DEADLINE = env_int("CLOUDSEAM_EXTERNAL_DEADLINE", 7 * 24 * 3600)
 
 # /metrics answers these addresses without a token (Prometheus on the same host by default).
 CLOUDSEAM_METRICS_ALLOW = env_networks("CLOUDSEAM_METRICS_ALLOW", "127.0.0.1,::1")

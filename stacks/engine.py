@@ -273,6 +273,11 @@ def _fail_task(stack: StackSnapshot, task_ref: Mapping | None, description: str 
     task = stack.tasks[index]
     if task.status == SATISFIED:
         raise _Ignored(f"task {task.name} (instance {task.id}) is already satisfied; the error report is stale")
+    if task.status == ERROR:
+        # A repeated report (two liveness checks, a worker and a checker): the first one stands.
+        raise _Ignored(
+            f"task {task.name} (instance {task.id}) has already failed; the repeated error report is ignored"
+        )
     failed = replace(task, status=ERROR, error=description or DEFAULT_TASK_ERROR)
     return _Step(_with_task(stack, index, failed))
 

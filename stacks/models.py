@@ -7,9 +7,12 @@ read-only helpers, never workflow (no signals, no save() overrides).
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from machines_app.models import Machine, MachineVersion
 from machines_app.spec.model import ERROR, PENDING, SATISFIED
@@ -65,6 +68,7 @@ class Stack(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
     removed_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    seq = models.PositiveBigIntegerField(default=0, help_text="changes so far; live frames carry it")
 
     objects = StackQuerySet.as_manager()
 
@@ -112,6 +116,24 @@ class Task(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stack.key}/{self.name}"
+
+    @property
+    def waiting(self) -> bool:
+        """Nothing runs: an external approval, or an http callback, waits for its completion."""
+        if self.status != PENDING or self.heartbeat_at is not None or self.finished_at is not None:
+            return False
+        return self.executor == "external" or self.started_at is not None
+
+    @property
+    def waiting_since(self):
+        return self.started_at or self.created_at
+
+    def overdue(self, now=None) -> bool:
+        """Waiting longer than CLOUDSEAM_EXTERNAL_DEADLINE: somebody should look at it."""
+        if not self.waiting or self.waiting_since is None:
+            return False
+        deadline = timedelta(seconds=settings.CLOUDSEAM_EXTERNAL_DEADLINE)
+        return (now or timezone.now()) - self.waiting_since > deadline
 
     @property
     def duration_seconds(self) -> float | None:

@@ -324,7 +324,8 @@ def _persist(stack: Stack, old_tasks: list[Task], before: engine.StackSnapshot, 
     stack.state, stack.previous_state, stack.metadata = new.state, new.previous_state, dict(new.metadata)
     if outcome.removed:
         stack.removed_at = now
-    stack.save(update_fields=["state", "previous_state", "metadata", "removed_at", "updated_at"])
+    stack.seq += 1  # the row is locked: live frames carry it, so a watcher can tell it missed one
+    stack.save(update_fields=["state", "previous_state", "metadata", "removed_at", "updated_at", "seq"])
     old_by_id = {t.id: t for t in old_tasks}
     for inst in outcome.retired:
         _save_status(old_by_id[inst.id], inst, now, current=False)

@@ -18,6 +18,7 @@ def task_json(task: Task) -> dict:
         "executor": task.executor,
         "startedAt": iso(task.started_at),
         "finishedAt": iso(task.finished_at),
+        "overdue": task.overdue(),
     }
 
 
@@ -37,6 +38,7 @@ def stack_json(stack: Stack, tasks: Iterable[Task] | None = None) -> dict:
         "updatedAt": iso(stack.updated_at),
         "removedAt": iso(stack.removed_at),
         "record": stack.pk,  # tells apart the stacks that used the same id; see /api/stacks/removed/<record>
+        "seq": stack.seq,  # one more per applied change; a watcher that sees a gap asks for a snapshot
     }
 
 

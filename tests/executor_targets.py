@@ -20,3 +20,11 @@ def nap(task: dict, stack: dict, seconds: float = 100) -> None:
 
 
 not_a_function = 42
+
+
+def kill_the_worker(task_id: str) -> None:
+    """An RQ job that kills its own worker process, as `kill -9` or the OOM killer would."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)

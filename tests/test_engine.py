@@ -481,12 +481,16 @@ def test_it_uses_a_default_message_for_a_failure_without_description(description
     assert outcome.stack.tasks[1].error == "task failed"
 
 
-def test_it_replaces_the_message_of_a_task_that_fails_again():
+def test_it_ignores_a_repeated_failure_report_for_a_failed_task():
     failed = apply(qa_env(), provisioning(), "TASK_ERROR", task_ref={"id": "p1"}, description="first").stack
 
     outcome = apply(qa_env(), failed, "TASK_ERROR", task_ref={"id": "p1"}, description="second")
 
-    assert outcome.stack.tasks[0].error == "second" and outcome.stack.tasks[0].status == ERROR
+    assert outcome.ignored
+    assert outcome.ignored_reason == (
+        "task db-setup (instance p1) has already failed; the repeated error report is ignored"
+    )
+    assert outcome.stack == failed and outcome.stack.tasks[0].error == "first"
 
 
 def test_it_ignores_a_failure_report_for_a_satisfied_task():

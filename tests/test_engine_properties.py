@@ -166,7 +166,8 @@ def check_removal(machine_: Machine, outcome: Outcome) -> None:
 
 
 def expected_ignored(before: StackSnapshot, event: str, task_ref) -> bool:
-    """A report on an instance that is not current, or on a task already satisfied, is ignored."""
+    """A report on an instance that is not current, or on a task already satisfied (or, for an error,
+    already failed), is ignored."""
     if event not in (TASK_COMPLETED, TASK_ERROR):
         return False
     task_id = task_ref.get("id")
@@ -174,7 +175,12 @@ def expected_ignored(before: StackSnapshot, event: str, task_ref) -> bool:
         matches = [t for t in before.tasks if t.id == task_id]
     else:
         matches = [t for t in before.tasks if t.name == task_ref["name"]]
-    return not matches or all(t.status == SATISFIED for t in matches)
+    if not matches:
+        return True
+    if event == TASK_ERROR:  # a repeated failure report is ignored too: the first one stands
+        picked = ([t for t in matches if t.status != SATISFIED] or matches)[0]
+        return picked.status in (SATISFIED, ERROR)
+    return all(t.status == SATISFIED for t in matches)
 
 
 def completes_last_task(machine_: Machine, before: StackSnapshot, event: str, ignored: bool) -> bool:

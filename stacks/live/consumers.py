@@ -2,19 +2,31 @@
 
 The group is joined before the snapshot is read, so a change committed in between is delivered
 (possibly twice, which is harmless: updates carry whole snapshots).
+
+Every stack snapshot carries the stack's `seq` (one more per applied change). A client that sees a
+gap (a frame lost on the way) sends `{"type": "resync"}` and gets a fresh snapshot.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from cloudseam_site import strict_json
 from cloudseam_site.accounts.roles import RANK, ROLE_VIEWER, user_role, weaker
 from stacks.live import publish as live
 from stacks.models import Stack, StackEvent
 from stacks.snapshots import event_json, stack_json
 
+log = logging.getLogger(__name__)
+
 SNAPSHOT_LIMIT = 500
+RESYNC_MAX = 200  # characters: a resync request is tiny; a longer message is not read at all
+GROUP_REJOIN = 3600  # seconds; well under the layer's group_expiry
+DISCARD_TRIES = 4
 
 
 def _role(scope) -> str | None:
@@ -33,25 +45,58 @@ class _BaseConsumer(AsyncJsonWebsocketConsumer):
             return
         for group in self.groups_to_join:
             await self.channel_layer.group_add(group, self.channel_name)
+        self.rejoin = asyncio.ensure_future(self._keep_membership())
         await self.accept()
         await self.send_json(await database_sync_to_async(self.snapshot)())
 
+    async def _keep_membership(self) -> None:
+        """Group members expire (so that those of a crashed process go); a live connection stays."""
+        while True:
+            await asyncio.sleep(GROUP_REJOIN)
+            for group in self.groups_to_join:
+                await self.channel_layer.group_add(group, self.channel_name)
+
     async def disconnect(self, code) -> None:
+        rejoin = getattr(self, "rejoin", None)
+        if rejoin is not None:
+            rejoin.cancel()
         for group in getattr(self, "groups_to_join", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
+            await _discard(self.channel_layer, group, self.channel_name)
 
     def snapshot(self) -> dict:
         raise NotImplementedError
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
-        """Watchers only listen: events go through the API, so whatever a client sends is ignored
-        (never decoded, so hostile JSON cannot make the consumer fail)."""
+        """Watchers only listen: events go through the API. The one thing a client may say is
+        `{"type": "resync"}` (it saw a gap in `seq` and gets the whole picture again); anything
+        else, hostile JSON included, is ignored without failing the consumer."""
+        if not text_data or len(text_data) > RESYNC_MAX:
+            return
+        try:
+            content = strict_json.loads(text_data)
+        except (ValueError, RecursionError):
+            return
+        if isinstance(content, dict) and content.get("type") == "resync":
+            await self.send_json(await database_sync_to_async(self.snapshot)())
 
     async def stack_updated(self, message: dict) -> None:
         await self.send_json(message)
 
     async def stack_removed(self, message: dict) -> None:
         await self.send_json(message)
+
+
+async def _discard(layer, group: str, channel: str) -> None:
+    """Leave the group, retrying a Redis hiccup: a member left behind gets every frame until it expires."""
+    for attempt in range(DISCARD_TRIES):
+        try:
+            await layer.group_discard(group, channel)
+            return
+        except Exception:  # noqa: BLE001 - retried, then logged; a disconnect must not raise
+            if attempt == DISCARD_TRIES - 1:
+                log.warning("could not leave group %s; the member expires with the group", group, exc_info=True)
+                return
+            await asyncio.sleep(0.2 * 2**attempt)
 
 
 class StacksConsumer(_BaseConsumer):

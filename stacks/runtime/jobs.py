@@ -9,18 +9,23 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.models import F
 from django.utils import timezone
+from rq import get_current_job
 
 from cloudseam_site.strict_json import scrub
 from machines_app.spec.model import TASK_COMPLETED, TASK_ERROR
 from stacks.live import publish as live
 from stacks.models import PENDING, Task
+from stacks.runtime import queueing
 from stacks.runtime.executors import TaskContext, TaskResult
 from stacks.runtime.executors import run_task as run_executor
+from stacks.runtime.executors.guard import Lease
 from stacks.services import send
 from stacks.snapshots import stack_json
 
@@ -30,25 +35,46 @@ OUTPUT_TAIL_LINES = 200
 OUTPUT_FLUSH_SECONDS = 1.0
 
 
-def _touch(task_id: str) -> None:
-    Task.objects.filter(pk=task_id, status=PENDING).update(heartbeat_at=timezone.now())
+LEASE_SHARE = 0.8  # a run stops by itself this far into CLOUDSEAM_TASK_LOST_AFTER without a heartbeat
+WAIT_POLL_SECONDS = 1.0
+
+
+def _touch(task_id: str) -> bool:
+    """Write the heartbeat; False when the task is no longer ours to run (no longer PENDING)."""
+    return Task.objects.filter(pk=task_id, status=PENDING).update(heartbeat_at=timezone.now()) == 1
 
 
 class _Heartbeat:
-    """Calls `beat` (by default: write heartbeat_at) every few seconds while the task runs, in its own thread."""
+    """Calls `beat` (by default: write heartbeat_at) every few seconds while the task runs, in its own thread.
 
-    def __init__(self, task_id: str, interval: float, beat: Callable[[str], None] = _touch):
+    Each beat that lands renews the run's lease, which the guards of its processes hold (see
+    executors/guard.py): a worker that cannot write its heartbeat stops its own run before the
+    liveness check may declare the task lost and a retry may start it again. A beat that finds the
+    task no longer PENDING (failed as lost, completed by hand) revokes the lease: the run stops now.
+    """
+
+    def __init__(self, task_id: str, interval: float, beat: Callable[[str], bool | None] = _touch,
+                 lease: Lease | None = None):
         self.task_id, self.interval, self.beat = task_id, interval, beat
+        self.lease = lease or Lease(None)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"heartbeat-{task_id}", daemon=True)
 
     def _run(self) -> None:
         while not self.stop.wait(self.interval):
+            since = time.monotonic()
             try:
-                self.beat(self.task_id)
+                ours = self.beat(self.task_id)
             except Exception:  # noqa: BLE001 - one missed beat is tolerated; keep beating
                 log.warning("heartbeat for task %s failed", self.task_id, exc_info=True)
                 close_old_connections()
+                continue
+            if ours is False:
+                log.warning("task %s is no longer pending (failed as lost, or completed elsewhere); "
+                            "stopping its run", self.task_id)
+                self.lease.revoke()
+            else:
+                self.lease.renew(since)
         close_old_connections()
 
     def __enter__(self) -> _Heartbeat:
@@ -98,10 +124,44 @@ def _claim(task_id: str) -> Task | None:
     return Task.objects.select_related("stack__machine", "stack__machine_version").get(pk=task_id)
 
 
+def _previous_run_alive(task_id: str) -> bool:
+    """Another instance of the same task of the same stack still runs (a fresh heartbeat): for example
+    the stack left the state and came back while the first run went on."""
+    mine = Task.objects.filter(pk=task_id).values("stack_id", "name").first()
+    if mine is None:
+        return False
+    alive_since = timezone.now() - timedelta(seconds=settings.CLOUDSEAM_TASK_LOST_AFTER)
+    return (
+        Task.objects.filter(stack_id=mine["stack_id"], name=mine["name"], status=PENDING, started_at__isnull=False,
+                            finished_at__isnull=True, heartbeat_at__gt=alive_since)
+        .exclude(pk=task_id)
+        .exists()
+    )
+
+
+def _wait_for_previous_run(task_id: str) -> None:
+    """Never two live runs of one task: start only once an earlier run has ended or is known dead
+    (its heartbeat stopped for CLOUDSEAM_TASK_LOST_AFTER; its own lease stopped it before that).
+    Meanwhile RQ's job heartbeat is kept fresh, so the liveness check does not take this job for one
+    whose worker died."""
+    job = get_current_job()
+    announced = False
+    while _previous_run_alive(task_id):
+        if not announced:
+            log.info("task %s waits for the previous run of the same task to end", task_id)
+            announced = True
+        if job is not None:
+            with suppress(Exception):
+                job.heartbeat(datetime.now(UTC), ttl=int(settings.CLOUDSEAM_TASK_LOST_AFTER) * 2 + 60)
+        time.sleep(WAIT_POLL_SECONDS)
+
+
 def run_task(task_id: str) -> str:
     """Run one task instance with its executor, retrying as configured, then report the result."""
     if not connection.in_atomic_block:  # a worker between jobs; never inside a caller's transaction
         close_old_connections()
+    _wait_for_previous_run(task_id)
+    claimed_at = time.monotonic()
     task = _claim(task_id)
     if task is None:
         log.info("task %s is no longer pending; nothing to do", task_id)
@@ -111,29 +171,44 @@ def run_task(task_id: str) -> str:
     output = _Output(task)
     snapshot = stack_json(stack)
     result = TaskResult(ok=False, error="the task did not run")
-    with _Heartbeat(task_id, settings.CLOUDSEAM_TASK_HEARTBEAT), tempfile.TemporaryDirectory() as workdir:
+    lease = Lease(settings.CLOUDSEAM_TASK_LOST_AFTER * LEASE_SHARE, since=claimed_at)
+    heartbeat = _Heartbeat(task_id, settings.CLOUDSEAM_TASK_HEARTBEAT, lease=lease)
+    with heartbeat, tempfile.TemporaryDirectory() as workdir:
         for attempt in range(task_def.retries + 1):
+            if lease.revoked:  # the task was failed as lost meanwhile: no more attempts here
+                break
             if attempt:
                 output.add([f"--- retry {attempt} of {task_def.retries} after: {result.error}"])
                 Task.objects.filter(pk=task_id).update(attempts=F("attempts") + 1)
-            result = run_executor(_context(task, task_def, snapshot, output, workdir))
+            result = run_executor(_context(task, task_def, snapshot, output, workdir, lease))
             if result.ok:
                 break
     output.flush()
-    return _report(task, result)
+    return _report(task, _explain_default_timeout(result, task_def))
 
 
-def _context(task: Task, task_def, snapshot: dict, output: _Output, workdir: str) -> TaskContext:
+def _explain_default_timeout(result: TaskResult, task_def) -> TaskResult:
+    """Say where a limit the machine never set came from, and how to change it."""
+    setting = queueing.default_timeout_setting(task_def)
+    if result.ok or not setting or "timed out after" not in (result.error or ""):
+        return result
+    hint = (f" (the default for {task_def.executor} tasks, {setting}; give the task a `timeout` "
+            "in its machine to allow longer)")
+    return TaskResult(ok=False, error=f"{result.error}{hint}", output_tail=result.output_tail)
+
+
+def _context(task: Task, task_def, snapshot: dict, output: _Output, workdir: str, lease: Lease) -> TaskContext:
     return TaskContext(
         task_id=task.id,
         task_name=task.name,
         executor=task_def.executor,
         config=task_def.config,
         stack=snapshot,
-        timeout=task_def.timeout,
+        timeout=queueing.task_timeout(task_def),
         on_output=output.add,
         python_prefixes=tuple(settings.CLOUDSEAM_PYTHON_PREFIXES),
         workdir=workdir,
+        lease=lease,
     )
 
 

@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 
 import django_rq
+from django.conf import settings
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +34,31 @@ def job_id(task_id: str) -> str:
     return f"task-{task_id}"
 
 
-def job_for(task, task_def) -> JobSpec:
+DEFAULT_TIMEOUT_SETTINGS = {
+    "shell": "CLOUDSEAM_DEFAULT_TIMEOUT_SHELL",
+    "python": "CLOUDSEAM_DEFAULT_TIMEOUT_PYTHON",
+    "terraform": "CLOUDSEAM_DEFAULT_TIMEOUT_TERRAFORM",
+    "http": "CLOUDSEAM_DEFAULT_TIMEOUT_HTTP",
+}
+
+
+def task_timeout(task_def) -> float | None:
+    """The task's own `timeout`, else its executor's default from the settings (None: no limit)."""
     if task_def.timeout:
-        limit = int(task_def.timeout * (task_def.retries + 1)) + JOB_MARGIN
+        return task_def.timeout
+    name = DEFAULT_TIMEOUT_SETTINGS.get(task_def.executor)
+    return (getattr(settings, name, 0) or None) if name else None
+
+
+def default_timeout_setting(task_def) -> str | None:
+    """The setting whose default timeout applies to this task, or None when the task sets its own."""
+    return None if task_def.timeout else DEFAULT_TIMEOUT_SETTINGS.get(task_def.executor)
+
+
+def job_for(task, task_def) -> JobSpec:
+    timeout = task_timeout(task_def)
+    if timeout:
+        limit = int(timeout * (task_def.retries + 1)) + JOB_MARGIN
     else:
         limit = -1
     return JobSpec(task_id=task.id, executor=task.executor, job_timeout=limit)

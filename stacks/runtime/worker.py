@@ -4,7 +4,7 @@ SimpleWorker runs jobs in its own process (no fork per job): ~4x the throughput 
 Worker (DESIGN §8) and no database connection shared across a fork. A task that could kill the
 worker runs its real work in a child process (shell, python executors), and if the worker itself
 dies anyway, the heartbeat stops and another worker's liveness thread fails the task within
-CLOUDSEAM_TASK_LOST_AFTER + REAP_INTERVAL seconds; `serve` also restarts the dead worker.
+about CLOUDSEAM_TASK_LOST_AFTER seconds; `serve` also restarts the dead worker.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from django.conf import settings
 from django.db import close_old_connections
 from rq import SimpleWorker
 
@@ -20,17 +21,23 @@ log = logging.getLogger(__name__)
 REAP_INTERVAL = 10.0
 
 
+def reap_interval() -> float:
+    """Often enough that a lost task is noticed within about CLOUDSEAM_TASK_LOST_AFTER, at most every 10 s."""
+    return max(1.0, min(REAP_INTERVAL, settings.CLOUDSEAM_TASK_LOST_AFTER / 3))
+
+
 def _reap_forever(stop: threading.Event, worker=None) -> None:
     from stacks.observability.beat import beat
-    from stacks.runtime.liveness import reap_lost_tasks, requeue_lost_jobs
+    from stacks.runtime.liveness import fail_expired_waits, reap_lost_tasks, requeue_lost_jobs
 
-    while not stop.wait(REAP_INTERVAL):
+    while not stop.wait(reap_interval()):
         if worker is not None:
             beat(worker)  # a fresh heartbeat for /readyz and the metrics
         try:
             close_old_connections()
             reap_lost_tasks()
             requeue_lost_jobs()
+            fail_expired_waits()
         except Exception:  # noqa: BLE001 - keep checking; a database blip must not stop the thread
             log.warning("liveness check failed", exc_info=True)
 

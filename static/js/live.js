@@ -124,6 +124,9 @@ export async function submitForm(form) {
   }
 }
 
+/** A stack id can be used again after removal; its record number tells the two apart. */
+const seqKey = (stack) => `${stack.id}#${stack.record}`;
+
 const LABELS = {
   connecting: "Connecting…",
   live: "Live",
@@ -135,6 +138,8 @@ const LABELS = {
  * A WebSocket to one of the /ws/ endpoints that comes back by itself: after a drop it waits 1 s,
  * 2 s, 4 s … (at most 30 s, with jitter so a restarted server is not hit by every page at once),
  * and each connection starts with a full snapshot, which `onMessage` treats as the truth.
+ * Stack snapshots carry `seq`, one more per change: a frame older than what the page has is
+ * dropped, and one that skips a number (a frame was lost) makes the socket ask for a new snapshot.
  */
 export class LiveSocket {
   constructor(path, onMessage, indicator = document.getElementById("connection")) {
@@ -147,6 +152,28 @@ export class LiveSocket {
     this.socket = null;
     this.wasLive = false;
     this.state = "connecting";
+    this.seqs = new Map();
+  }
+
+  /** False for a stale frame; asks for a snapshot (and still applies the frame) on a gap. */
+  inOrder(message) {
+    if (message.type === "snapshot") {
+      this.seqs.clear();
+      for (const stack of message.stacks || (message.stack ? [message.stack] : [])) this.seqs.set(seqKey(stack), stack.seq);
+      return true;
+    }
+    const stack = message.stack;
+    if (!stack || typeof stack !== "object" || typeof stack.seq !== "number") return true;
+    const last = this.seqs.get(seqKey(stack));
+    if (last !== undefined && stack.seq <= last) return false;
+    this.seqs.set(seqKey(stack), stack.seq);
+    if (last !== undefined && stack.seq > last + 1) this.resync();
+    return true;
+  }
+
+  resync() {
+    if (this.socket && this.socket.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify({ type: "resync" }));
+    else this.retryNow();
   }
 
   start() {
@@ -188,7 +215,7 @@ export class LiveSocket {
       } catch {
         return;
       }
-      this.onMessage(message);
+      if (this.inOrder(message)) this.onMessage(message);
     });
     socket.addEventListener("close", (event) => {
       if (this.socket !== socket) return;

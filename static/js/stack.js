@@ -82,7 +82,7 @@ function taskBody(task) {
   return h("tbody", { class: "task", dataset: { taskId: task.id } },
     h("tr", {},
       h("th", { scope: "row" }, h("span", { class: "task-name" }), " ", h("span", { class: "muted executor" })),
-      h("td", {}, h("span", { class: "task-status" })),
+      h("td", {}, h("span", { class: "task-status" }), " ", h("span", { class: "task-overdue", hidden: true, text: "overdue" })),
       h("td", { class: "num", "data-col": "attempts" }),
       h("td", { "data-col": "duration" }),
       h("td", { class: "task-error", "data-col": "error" })),
@@ -111,6 +111,8 @@ function fillTask(body, task) {
   const status = body.querySelector(".task-status");
   status.textContent = task.status;
   status.className = `task-status status-${task.status.toLowerCase()}`;
+  const overdue = body.querySelector(".task-overdue");
+  if (overdue) overdue.hidden = !task.overdue;
   body.querySelector('[data-col="attempts"]').textContent = task.attempts;
   const duration = body.querySelector('[data-col="duration"]');
   duration.dataset.started = task.startedAt || "";

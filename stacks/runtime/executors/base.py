@@ -37,6 +37,7 @@ class TaskContext:
     on_output: Callable[[list[str]], None] = _discard
     python_prefixes: tuple[str, ...] = ()
     workdir: str | None = None
+    lease: Any = None  # a guard.Lease: the run stops when the worker dies or stops renewing it
 
 
 @dataclass

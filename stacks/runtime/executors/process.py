@@ -5,12 +5,17 @@ so a deploy script's `terraform` or `sleep` would live on holding the output pip
 read) open. Here the program starts a new session, so its whole process tree shares one process group
 that we can signal at once; output is read by a thread line by line and handed to the caller in
 batches, which keeps the live stream lively without a call per line.
+
+The program runs under a guard (`guard.py`): should the worker die (kill -9) or stop renewing the
+task's lease, the guard kills the whole tree, including what escaped the group; a program that traps
+SIGTERM, or work done in a grandchild, cannot outlive its worker and run beside a retry.
 """
 
 from __future__ import annotations
 
 import os
 import queue
+import select
 import signal
 import subprocess
 import threading
@@ -23,6 +28,7 @@ from typing import IO
 
 from cloudseam_site.processes import die_with_parent
 from stacks.runtime.executors.base import TAIL_LINES, send_output, timeout_error
+from stacks.runtime.executors.guard import Lease, guard_argv
 
 POLL_SECONDS = 0.1
 FLUSH_SECONDS = 0.25  # at most ~4 live-output calls per second
@@ -30,6 +36,7 @@ MAX_BATCH_LINES = 1000  # a flood is thinned for the live stream; the tail is al
 LINE_LIMIT = 8192  # longer lines arrive as several lines instead of growing memory without bound
 GRACE_SECONDS = 3.0  # SIGTERM first, SIGKILL after this
 DRAIN_SECONDS = 2.0  # after the program exits, how long background children may keep the pipe open
+START_SECONDS = 30.0  # how long the guard may take to start the program
 
 
 class ProcessStartError(Exception):
@@ -107,18 +114,27 @@ def _pump(stream: IO[bytes], sink: queue.Queue) -> None:
 
 
 class _Run:
-    """One started program: its reader thread and where its lines go."""
+    """One started program (behind its guard): its reader thread and where its lines go."""
 
-    def __init__(self, proc: subprocess.Popen, output: _Output):
-        self.proc = proc
+    def __init__(self, started: _Started, output: _Output):
+        self.proc = started.guard
+        self.started = started
         self.output = output
+        self.returncode: int | None = None
         self.lines: queue.Queue = queue.Queue()
         self.eof = False
-        self.reader = threading.Thread(target=_pump, args=(proc.stdout, self.lines), daemon=True)
+        self.reader = threading.Thread(target=_pump, args=(self.proc.stdout, self.lines), daemon=True)
         self.reader.start()
 
     def exited(self) -> bool:
-        return self.proc.poll() is not None
+        """The program ended: the guard said so, or the guard itself is gone (killed with the group)."""
+        if self.returncode is None:
+            self.returncode = self.started.exit_code()
+        if self.returncode is None and self.proc.poll() is not None:
+            self.returncode = self.started.exit_code()
+            if self.returncode is None:
+                self.returncode = self.proc.returncode
+        return self.returncode is not None
 
     def drained(self) -> bool:
         return self.eof
@@ -148,11 +164,65 @@ class _Run:
         return True
 
     def stop_group(self, done: Callable[[], bool], grace: float) -> None:
-        """SIGTERM the whole group, give it `grace` seconds to reach done(), then SIGKILL it."""
+        """SIGTERM the whole group, give it `grace` seconds to reach done(), then SIGKILL the tree."""
         _signal_group(self.proc.pid, signal.SIGTERM)
         self.pump_until(done, grace)
-        _signal_group(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
+        self.started.kill_tree()
+        self.exited()
+
+
+class _Started:
+    """The guard of one program, the pipes to it, and the lease it watches."""
+
+    def __init__(self, guard: subprocess.Popen, lifeline: int, status: int, lease: Lease | None):
+        self.guard, self.lifeline, self.status, self.lease = guard, lifeline, status, lease
+        self.buffer = b""
+        if lease is not None:
+            lease.attach(lifeline)
+
+    def first_line(self, argv0: str) -> None:
+        """Wait for "started" (or the reason the program could not start)."""
+        readable, _, _ = select.select([self.status], [], [], START_SECONDS)
+        line = os.read(self.status, 4096) if readable else b""
+        self.buffer = line.split(b"\n", 1)[1] if b"\n" in line else b""
+        word, _, rest = line.split(b"\n", 1)[0].decode(errors="replace").partition(" ")
+        if word == "started":
+            os.set_blocking(self.status, False)
+            return
+        self.close(kill=True)
+        if rest == "notfound":
+            raise ProcessStartError(f"command not found: {argv0}")
+        if rest == "notexecutable":
+            raise ProcessStartError(f"command is not executable: {argv0}")
+        reason = rest.partition(" ")[2] or "its process guard did not start"
+        raise ProcessStartError(f"could not start {argv0}: {reason}")
+
+    def exit_code(self) -> int | None:
+        with suppress(BlockingIOError, OSError):
+            self.buffer += os.read(self.status, 4096)
+        for line in self.buffer.split(b"\n"):
+            if line.startswith(b"exit "):
+                return int(line.split()[1])
+        return None
+
+    def kill_tree(self) -> None:
+        """Ask the guard to SIGKILL everything the program started, then make sure of the group."""
+        with suppress(OSError):
+            os.write(self.lifeline, b"kill\n")
+        with suppress(subprocess.TimeoutExpired):
+            self.guard.wait(timeout=2)
+        _signal_group(self.guard.pid, signal.SIGKILL)
+        self.guard.wait()
+
+    def close(self, kill: bool = False) -> None:
+        """The run is over: stop leftovers (processes that let go of the output) and close the pipes."""
+        if kill or self.guard.poll() is None:
+            self.kill_tree()
+        if self.lease is not None:
+            self.lease.detach(self.lifeline)
+        for fd in (self.lifeline, self.status):
+            with suppress(OSError):
+                os.close(fd)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -161,30 +231,34 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-def _start(argv: Sequence[str], env: dict[str, str] | None, cwd: str | None) -> subprocess.Popen:
+def _start(argv: Sequence[str], env: dict[str, str] | None, cwd: str | None, lease: Lease | None) -> _Started:
     if not argv:
         raise ProcessStartError("the command is empty")
     if cwd is not None and not os.path.isdir(cwd):
         raise ProcessStartError(f"working directory does not exist: {cwd}")
+    lifeline_r, lifeline_w = os.pipe()
+    status_r, status_w = os.pipe()
     try:
-        return subprocess.Popen(
-            list(argv),
+        guard = subprocess.Popen(
+            guard_argv(list(argv), lifeline_r, status_w, lease),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=env,
             cwd=cwd,
             start_new_session=True,
-            # If the worker is killed (kill -9, OOM), the task's command is told to stop too,
-            # instead of running on unseen while the task is failed and retried elsewhere.
+            pass_fds=(lifeline_r, status_w),
             preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, safe before exec
         )
-    except FileNotFoundError:
-        raise ProcessStartError(f"command not found: {argv[0]}") from None
-    except PermissionError:
-        raise ProcessStartError(f"command is not executable: {argv[0]}") from None
     except OSError as exc:
+        for fd in (lifeline_r, lifeline_w, status_r, status_w):
+            os.close(fd)
         raise ProcessStartError(f"could not start {argv[0]}: {exc.strerror or exc}") from None
+    os.close(lifeline_r)
+    os.close(status_w)
+    started = _Started(guard, lifeline_w, status_r, lease)
+    started.first_line(str(argv[0]))
+    return started
 
 
 def run_process(
@@ -196,6 +270,7 @@ def run_process(
     on_output: Callable[[list[str]], None] = _discard,
     tail_size: int = TAIL_LINES,
     grace: float = GRACE_SECONDS,
+    lease: Lease | None = None,
 ) -> ProcessOutcome:
     """Run argv (never through a shell) to completion or until `timeout` seconds.
 
@@ -203,10 +278,12 @@ def run_process(
     exits but background children still hold its output open, they are stopped the same way after
     DRAIN_SECONDS: the task is over, and a worker must not collect leftovers. Children that
     detached from the output (redirected, own session) are left alone.
+    Processes that detached from the output are stopped when the run ends, and the whole tree is
+    killed should the worker die or the `lease` lapse (see guard.py).
     Raises ProcessStartError when the program cannot be started at all.
     """
-    proc = _start(argv, env, cwd)
-    run = _Run(proc, _Output(on_output, tail_size))
+    started = _start(argv, env, cwd, lease)
+    run = _Run(started, _Output(on_output, tail_size))
     try:
         finished = run.pump_until(run.exited, timeout)
         if not finished:
@@ -217,11 +294,11 @@ def run_process(
             run.pump_until(run.drained, 1.0)
     except BaseException:
         # An RQ job timeout (or Ctrl-C) lands here: never leave the program running behind us.
-        _signal_group(proc.pid, signal.SIGKILL)
-        proc.wait()
+        started.close(kill=True)
         raise
     finally:
         run.output.flush(force=True)
-    if run.eof and proc.stdout is not None:
-        proc.stdout.close()
-    return ProcessOutcome(returncode=proc.returncode, timed_out=not finished, tail=list(run.output.tail))
+    started.close()
+    if run.eof and started.guard.stdout is not None:
+        started.guard.stdout.close()
+    return ProcessOutcome(returncode=run.returncode, timed_out=not finished, tail=list(run.output.tail))

@@ -77,7 +77,8 @@ def run(ctx: TaskContext) -> TaskResult:
         request_path.write_text(json.dumps(request, default=str), encoding="utf-8")
         argv = [sys.executable, "-c", _BOOTSTRAP, str(request_path), str(result_path)]
         try:
-            outcome = run_process(argv, env=_child_env(ctx), timeout=ctx.timeout, on_output=ctx.on_output)
+            outcome = run_process(argv, env=_child_env(ctx), timeout=ctx.timeout, on_output=ctx.on_output,
+                                  lease=ctx.lease)
         except ProcessStartError as exc:
             return failure(str(exc))
         if outcome.timed_out:

@@ -20,7 +20,8 @@ def run(ctx: TaskContext) -> TaskResult:
     env = task_environment(ctx, ctx.config.get("env"))
     try:
         outcome = run_process(
-            argv, env=env, cwd=str(cwd) if cwd else None, timeout=ctx.timeout, on_output=ctx.on_output
+            argv, env=env, cwd=str(cwd) if cwd else None, timeout=ctx.timeout, on_output=ctx.on_output,
+            lease=ctx.lease,
         )
     except ProcessStartError as exc:
         return failure(str(exc))

@@ -190,7 +190,8 @@ def _run_steps(
             return failure(timeout_error(ctx.timeout), tail)
         emit(ctx, tail, "$ " + shlex.join(["terraform", *argv[1:]]))
         try:
-            outcome = run_process(argv, env=env, cwd=str(folder), timeout=remaining, on_output=ctx.on_output)
+            outcome = run_process(argv, env=env, cwd=str(folder), timeout=remaining, on_output=ctx.on_output,
+                                  lease=ctx.lease)
         except ProcessStartError as exc:
             return failure(str(exc), tail)
         tail[:] = (tail + outcome.tail)[-TAIL_LINES:]
