@@ -36,7 +36,8 @@ lint: setup
 	$(BIN)/ruff check .
 
 bench: setup
-	$(BIN)/python benchmarks/run.py
+	@$(BIN)/python -c 'import transitions' 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/run.py $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor var test-artifacts

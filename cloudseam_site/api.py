@@ -20,6 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 from cloudseam_site import strict_json
 from cloudseam_site.accounts.auth import authenticate_bearer
 from cloudseam_site.accounts.roles import RANK, request_role
+from cloudseam_site.overload import is_overload
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,9 @@ def api_endpoint(*, methods: tuple[str, ...], role: str | dict[str, str]) -> Cal
                 result = view(request, *args, **kwargs)
             except ApiError as exc:
                 return error(exc.status, exc.message, **exc.extra)
-            except Exception:  # noqa: BLE001 - answer JSON, log the cause, never leak a traceback
+            except Exception as exc:  # noqa: BLE001 - answer JSON, log the cause, never leak a traceback
+                if is_overload(exc):
+                    raise  # a 503 with Retry-After from cloudseam_site.overload, not a 500
                 log.exception("API error in %s", request.path)
                 return error(500, "CloudSeam failed to answer this request; the error was logged")
             return result if isinstance(result, HttpResponse) else JsonResponse(result, safe=False)

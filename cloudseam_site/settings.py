@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from cloudseam_site.env import ConfigError, env_bool, env_int, env_list, env_networks, env_str
+from cloudseam_site.env import ConfigError, env_bool, env_float, env_int, env_list, env_networks, env_str
 from cloudseam_site.private_files import make_private
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -55,6 +55,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "cloudseam_site.overload.OverloadMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "cloudseam_site.security.ContentSecurityPolicyMiddleware",
     "cloudseam_site.security.RejectNulMiddleware",
@@ -98,9 +99,11 @@ def _databases() -> dict:
         url = env_str("CLOUDSEAM_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/cloudseam")
     if url:
         try:
-            db = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+            db = dj_database_url.parse(url)
         except ValueError as exc:
             raise ConfigError(f"DATABASE_URL is not a database URL CloudSeam understands: {exc}") from None
+        if db["ENGINE"] == "django.db.backends.postgresql":
+            _pool(db)
     else:
         db = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(DATA_DIR / "cloudseam.sqlite3")}
     if db["ENGINE"] == "django.db.backends.sqlite3":
@@ -115,6 +118,22 @@ def _databases() -> dict:
         if test_name:
             db["TEST"] = {"NAME": test_name}
     return {"default": db}
+
+
+def _pool(db: dict) -> None:
+    """A bounded connection pool per process (psycopg_pool), instead of one connection per thread.
+
+    Daphne runs every request in its own thread; persistent per-thread connections piled up until
+    PostgreSQL refused clients. With the pool, a request borrows a connection and gives it back when
+    it ends; beyond CLOUDSEAM_DB_POOL_SIZE requests wait up to CLOUDSEAM_DB_POOL_TIMEOUT seconds and
+    are then answered 503 (cloudseam_site.overload). README "Connections" adds up the sizes.
+    """
+    size = env_int("CLOUDSEAM_DB_POOL_SIZE", 8)
+    timeout = env_float("CLOUDSEAM_DB_POOL_TIMEOUT", 5.0)
+    if size < 1 or timeout <= 0:
+        raise ConfigError("CLOUDSEAM_DB_POOL_SIZE must be 1 or more and CLOUDSEAM_DB_POOL_TIMEOUT above 0")
+    db["CONN_MAX_AGE"] = 0  # Django requires it with a pool: a connection goes back at the end of a request
+    db.setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": size, "timeout": timeout}
 
 
 DATABASES = _databases()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
+import threading
+from collections import OrderedDict
 
 from django.db import models
 
@@ -14,9 +15,28 @@ def content_hash(yaml_text: str) -> str:
     return hashlib.sha256(yaml_text.encode("utf-8")).hexdigest()
 
 
-@lru_cache(maxsize=256)
-def _validated(digest: str, yaml_text: str) -> spec.Validation:
-    return spec.validate(yaml_text)
+_VALIDATED: OrderedDict[str, spec.Validation] = OrderedDict()
+_VALIDATED_LIMIT = 256
+_validated_lock = threading.Lock()
+
+
+def _validated(version: MachineVersion) -> spec.Validation:
+    """The validator's result for a version, cached by content hash (versions never change).
+
+    Keyed by the hash alone, so a caller may load a version without its YAML text (`defer`): the
+    text is read from the database only the first time this process meets that version.
+    """
+    with _validated_lock:
+        found = _VALIDATED.get(version.content_hash)
+        if found is not None:
+            _VALIDATED.move_to_end(version.content_hash)
+            return found
+    found = spec.validate(version.yaml_text)
+    with _validated_lock:
+        _VALIDATED[version.content_hash] = found
+        while len(_VALIDATED) > _VALIDATED_LIMIT:
+            _VALIDATED.popitem(last=False)
+    return found
 
 
 class Machine(models.Model):
@@ -58,12 +78,12 @@ class MachineVersion(models.Model):
     @property
     def spec(self) -> spec.Machine:
         """The parsed machine; parsing is cached by content hash because versions never change."""
-        machine = _validated(self.content_hash, self.yaml_text).machine
+        machine = _validated(self).machine
         if machine is None:  # only valid documents are ever saved; a hand-edited row would land here
-            raise spec.SpecError(list(_validated(self.content_hash, self.yaml_text).errors))
+            raise spec.SpecError(list(_validated(self).errors))
         return machine
 
     @property
     def warnings(self) -> tuple[spec.Problem, ...]:
         """The validator's warnings for this version, from the same cache as `spec`."""
-        return _validated(self.content_hash, self.yaml_text).warnings
+        return _validated(self).warnings

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from machines_app.spec import Action, Machine
@@ -43,7 +43,7 @@ class EventRejected(Exception):
         super().__init__(message)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TaskInstance:
     id: str  # task-instance id; a new one per dispatch generation (advance or retry)
     name: str
@@ -53,7 +53,7 @@ class TaskInstance:
     running: bool = False  # a worker is running it right now (the caller knows from its heartbeat)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StackSnapshot:
     id: str
     state: str
@@ -62,14 +62,14 @@ class StackSnapshot:
     metadata: Mapping = field(default_factory=lambda: MappingProxyType({}))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Transition:
     event: str  # the event that caused it: a user event or NEXT
     from_state: str
     to_state: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
     stack: StackSnapshot  # the new snapshot
     transitions: tuple[Transition, ...] = ()  # every advance, in order (NEXT chains included)
@@ -95,7 +95,7 @@ class _Ignored(Exception):
         super().__init__(reason)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Step:
     """The work in progress of one `apply_event` call: the snapshot so far and what happened to it."""
 
@@ -121,7 +121,7 @@ def apply_event(
     """
     _check_stack_state(machine, stack)
     if not isinstance(stack.tasks, tuple):  # a list from the caller must not leak into a frozen result
-        stack = replace(stack, tasks=tuple(stack.tasks))
+        stack = _with_tasks(stack, tuple(stack.tasks))
     try:
         step = _apply(machine, stack, event, task_ref, description, new_id)
     except _Ignored as ignored:
@@ -245,10 +245,11 @@ def _advance(machine: Machine, step: _Step, event: str, target: str | None, new_
             "transitions at once; the machine loops without waiting for a task",
         )
     tasks = tuple(TaskInstance(id=new_id(), name=name) for name in machine.states[target].tasks)
-    stack = replace(step.stack, state=target, previous_state=step.stack.state, tasks=tasks)
+    old = step.stack
+    stack = StackSnapshot(old.id, target, old.state, tasks, old.metadata)
     transition = Transition(event=event, from_state=step.stack.state, to_state=target)
     retired = (*step.retired, *step.stack.tasks)
-    return replace(step, stack=stack, transitions=(*step.transitions, transition), retired=retired)
+    return _Step(stack, (*step.transitions, transition), step.next_fired, retired)
 
 
 # --- task reports --------------------------------------------------------------------------------
@@ -262,7 +263,7 @@ def _complete_task(
     task = stack.tasks[index]
     if task.status == SATISFIED:
         raise _Ignored(f"task {task.name} (instance {task.id}) is already satisfied")
-    done = replace(task, status=SATISFIED, error=None)
+    done = TaskInstance(task.id, task.name, SATISFIED, None, task.attempts, task.running)
     step = _Step(_with_task(stack, index, done))
     return _fire_next_while_done(machine, step, new_id)
 
@@ -278,7 +279,7 @@ def _fail_task(stack: StackSnapshot, task_ref: Mapping | None, description: str 
         raise _Ignored(
             f"task {task.name} (instance {task.id}) has already failed; the repeated error report is ignored"
         )
-    failed = replace(task, status=ERROR, error=description or DEFAULT_TASK_ERROR)
+    failed = TaskInstance(task.id, task.name, ERROR, description or DEFAULT_TASK_ERROR, task.attempts, task.running)
     return _Step(_with_task(stack, index, failed))
 
 
@@ -294,7 +295,8 @@ def _fire_next_while_done(machine: Machine, step: _Step, new_id: Callable[[], st
     while _state_done(machine, step.stack) and step.stack.tasks != fired_for:
         fired_for = step.stack.tasks
         actions = machine.states[step.stack.state].on.get(NEXT, ())
-        step = replace(_run_actions(machine, step, NEXT, actions, new_id), next_fired=True)
+        step = _run_actions(machine, step, NEXT, actions, new_id)
+        step = _Step(step.stack, step.transitions, True, step.retired)
     return step
 
 
@@ -359,10 +361,10 @@ def _retry(stack: StackSnapshot, event: str, new_id: Callable[[], str]) -> _Step
         raise EventRejected("nothing_to_retry", f"stack {stack.id} has no {word} tasks to retry{detail}")
     chosen = {task.id for task in targets}
     tasks = tuple(
-        replace(task, id=new_id(), status=PENDING, error=None, running=False) if task.id in chosen else task
+        TaskInstance(new_id(), task.name, PENDING, None, task.attempts) if task.id in chosen else task
         for task in stack.tasks
     )
-    return _Step(replace(stack, tasks=tasks), retired=tuple(targets))
+    return _Step(_with_tasks(stack, tasks), retired=tuple(targets))
 
 
 # --- small helpers -------------------------------------------------------------------------------
@@ -380,7 +382,12 @@ def _check_stack_state(machine: Machine, stack: StackSnapshot) -> None:
 
 def _with_task(stack: StackSnapshot, index: int, task: TaskInstance) -> StackSnapshot:
     tasks = (*stack.tasks[:index], task, *stack.tasks[index + 1 :])
-    return replace(stack, tasks=tasks)
+    return _with_tasks(stack, tasks)
+
+
+def _with_tasks(stack: StackSnapshot, tasks: tuple[TaskInstance, ...]) -> StackSnapshot:
+    # Plain constructor calls rather than dataclasses.replace: replace() was most of the engine's time.
+    return StackSnapshot(stack.id, stack.state, stack.previous_state, tasks, stack.metadata)
 
 
 def _all_satisfied(tasks: Iterable[TaskInstance]) -> bool:

@@ -136,9 +136,13 @@ def _check_scope(actor: str | Actor, machine_name: str, stack: Stack | None) -> 
 
 
 def _load_or_create(msg: EventMessage, actor: str | Actor) -> tuple[Stack, bool]:
+    # Only the stack's own row is locked (of=self): locking the joined machine rows too made every
+    # event of a machine wait for the one before. The YAML text stays behind: the spec is cached by
+    # content hash (MachineVersion.spec), so the locked select does not carry the whole document.
     stack = (
-        Stack.objects.select_for_update()
+        Stack.objects.select_for_update(of=("self",))
         .select_related("machine", "machine_version")
+        .defer("machine_version__yaml_text")
         .filter(key=msg.stack_id, removed_at__isnull=True)
         .first()
     )
@@ -327,32 +331,47 @@ def _persist(stack: Stack, old_tasks: list[Task], before: engine.StackSnapshot, 
     stack.seq += 1  # the row is locked: live frames carry it, so a watcher can tell it missed one
     stack.save(update_fields=["state", "previous_state", "metadata", "removed_at", "updated_at", "seq"])
     old_by_id = {t.id: t for t in old_tasks}
-    for inst in outcome.retired:
-        _save_status(old_by_id[inst.id], inst, now, current=False)
-    result = []
+    changed = [row for inst in outcome.retired if _set_status(row := old_by_id[inst.id], inst, now, current=False)]
+    result, created = [], []
     for position, inst in enumerate(new.tasks):
         row = old_by_id.get(inst.id)
         if row is None:
             executor = machine.tasks[inst.name].executor
-            row = Task.objects.create(
+            row = Task(
                 id=inst.id, stack=stack, name=inst.name, state=new.state, position=position,
                 executor=executor, status=inst.status, attempts=inst.attempts, error_message=inst.error or "",
             )
-        else:
-            _save_status(row, inst, now)
+            created.append(row)
+        elif _set_status(row, inst, now):
+            changed.append(row)
         result.append(row)
+    _save_statuses(changed)
+    if created:
+        Task.objects.bulk_create(created)  # one INSERT however many tasks the state has
     return result
 
 
-def _save_status(row: Task, inst: engine.TaskInstance, now, current: bool = True) -> None:
-    """Write a task row's new status (and retire it), touching the database only on a change."""
+TASK_STATUS_FIELDS = ("status", "error_message", "current", "finished_at", "heartbeat_at")
+
+
+def _save_statuses(rows: list[Task]) -> None:
+    """One UPDATE per distinct new status: the tasks a state leaves all become the same (one query)."""
+    groups: dict[tuple, list[str]] = {}
+    for row in rows:
+        groups.setdefault(tuple(getattr(row, f) for f in TASK_STATUS_FIELDS), []).append(row.pk)
+    for values, pks in groups.items():
+        Task.objects.filter(pk__in=pks).update(**dict(zip(TASK_STATUS_FIELDS, values, strict=True)))
+
+
+def _set_status(row: Task, inst: engine.TaskInstance, now, current: bool = True) -> bool:
+    """Give a task row its new status (and retire it); False when nothing changed (nothing to write)."""
     if row.status == inst.status and (row.error_message or None) == inst.error and row.current == current:
-        return
+        return False
     row.status, row.error_message, row.current = inst.status, inst.error or "", current
     if inst.status != engine.PENDING:
         row.finished_at = row.finished_at or now
         row.heartbeat_at = None
-    row.save(update_fields=["status", "error_message", "current", "finished_at", "heartbeat_at"])
+    return True
 
 
 def _record_rejection(msg: EventMessage, exc: Rejected, *, actor: str, source: str) -> EventResult:

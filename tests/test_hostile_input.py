@@ -253,11 +253,11 @@ def test_it_refuses_meta_arguments_that_are_not_utf8(simple_machine):
 def test_it_scrubs_a_workers_error_text_that_is_not_unicode(simple_machine):
     from stacks.models import Task
     from stacks.runtime.executors import TaskResult
-    from stacks.runtime.jobs import _report
+    from stacks.runtime.jobs import _Output, _report
 
     launch("w1")
     task = Task.objects.get(name="db", current=True)
-    assert _report(task, TaskResult(ok=False, error="boom " + LONE)) == "applied"
+    assert _report(task, TaskResult(ok=False, error="boom " + LONE), _Output(task)) == "applied"
     task.refresh_from_db()
     assert task.status == "ERROR" and task.error_message == "boom \ufffd"
 

@@ -92,7 +92,7 @@ class _Output:
     def __init__(self, task: Task):
         self.task = task
         self.lines: list[str] = task.output_tail.splitlines()[-OUTPUT_TAIL_LINES:] if task.output_tail else []
-        self.last_flush = 0.0
+        self.last_flush = time.monotonic()  # the first save after a second; a short task saves once, at the end
         self.lock = threading.Lock()
 
     def add(self, lines: list[str]) -> None:
@@ -105,11 +105,12 @@ class _Output:
         if time.monotonic() - self.last_flush > OUTPUT_FLUSH_SECONDS:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, **fields) -> None:
+        """Save the output (with any other `fields` of the task row, in the same UPDATE)."""
         with self.lock:
             text = "\n".join(self.lines)
         self.last_flush = time.monotonic()
-        Task.objects.filter(pk=self.task.id).update(output_tail=text)
+        Task.objects.filter(pk=self.task.id).update(output_tail=text, **fields)
 
 
 def _claim(task_id: str) -> Task | None:
@@ -183,8 +184,7 @@ def run_task(task_id: str) -> str:
             result = run_executor(_context(task, task_def, snapshot, output, workdir, lease))
             if result.ok:
                 break
-    output.flush()
-    return _report(task, _explain_default_timeout(result, task_def))
+    return _report(task, _explain_default_timeout(result, task_def), output)
 
 
 def _explain_default_timeout(result: TaskResult, task_def) -> TaskResult:
@@ -212,14 +212,14 @@ def _context(task: Task, task_def, snapshot: dict, output: _Output, workdir: str
     )
 
 
-def _report(task: Task, result: TaskResult) -> str:
+def _report(task: Task, result: TaskResult, output: _Output) -> str:
     if result.waiting:
         # Nothing left to watch here: the completion comes through the API (external systems).
-        Task.objects.filter(pk=task.id).update(heartbeat_at=None)
+        output.flush(heartbeat_at=None)
         return "waiting"
     # The heartbeat stays until the report lands (handle_event clears it with the new status), so
     # a retry in between still sees this task as running and leaves it alone.
-    Task.objects.filter(pk=task.id).update(finished_at=timezone.now())
+    output.flush(finished_at=timezone.now())  # output and finish time in one UPDATE
     if result.ok:
         answer = send(task.stack.key, TASK_COMPLETED, task={"id": task.id}, actor="worker", source="worker")
     else:

@@ -6,11 +6,15 @@ Only `stacks.effects` calls this, after commit. The job path is `stacks.runtime.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import django_rq
 from django.conf import settings
+from rq.job import Job
 
 log = logging.getLogger(__name__)
 
@@ -65,34 +69,58 @@ def job_for(task, task_def) -> JobSpec:
 
 
 def enqueue(jobs: list[JobSpec]) -> None:
-    """One RQ job per task instance; external tasks wait for a completion through the API."""
+    """One RQ job per task instance, all in one Redis round trip; external tasks wait for the API."""
     runnable = [j for j in jobs if j.executor != "external"]
     if not runnable:
         return
     queue = get_queue()
-    for job in runnable:
-        try:
-            queue.enqueue(
-                RUN_TASK,
-                job.task_id,
-                job_id=job_id(job.task_id),
-                job_timeout=job.job_timeout,
-                result_ttl=600,
-                failure_ttl=86400,
-            )
-        except Exception:  # noqa: BLE001 - the task stays PENDING and can be retried from the UI
-            log.exception("could not enqueue task %s; retry pending tasks to run it", job.task_id)
+    datas = [
+        queue.prepare_data(RUN_TASK, (job.task_id,), job_id=job_id(job.task_id), timeout=job.job_timeout,
+                           result_ttl=600, failure_ttl=86400)
+        for job in runnable
+    ]
+    try:
+        queue.enqueue_many(datas)
+    except Exception:  # noqa: BLE001 - the tasks stay PENDING and can be retried from the UI
+        log.exception("could not enqueue tasks %s; retry pending tasks to run them",
+                      ", ".join(j.task_id for j in runnable))
 
 
 def cancel(task_ids: tuple[str, ...] | list[str]) -> None:
-    """Drop queued jobs of task instances that are no longer current (best effort)."""
-    if not task_ids:
-        return
+    """Drop queued jobs of task instances that are no longer current (best effort, in the background).
+
+    A stale job that runs anyway is harmless (its claim finds the task no longer current), so the
+    request does not wait for this: one thread per process does it, in two Redis round trips.
+    """
+    if task_ids:
+        _canceller().submit(_cancel_now, list(task_ids))
+
+
+@functools.cache
+def _canceller_for(pid: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="cloudseam-cancel")
+
+
+def _canceller() -> ThreadPoolExecutor:
+    return _canceller_for(os.getpid())  # a forked process gets its own thread
+
+
+def _cancel_now(task_ids: list[str]) -> None:
     try:
         queue = get_queue()
-        for task_id in task_ids:
-            job = queue.fetch_job(job_id(task_id))
-            if job is not None and job.get_status(refresh=False) == "queued":
-                job.cancel()
+        ids = [job_id(t) for t in task_ids]
+        with queue.connection.pipeline(transaction=False) as pipe:
+            for one in ids:
+                pipe.hget(Job.key_for(one), "status")
+            statuses = pipe.execute()
+        queued = [one for one, status in zip(ids, statuses, strict=True) if status in (b"queued", "queued")]
+        if not queued:
+            return
+        jobs = [job for job in Job.fetch_many(queued, connection=queue.connection, serializer=queue.serializer)
+                if job is not None]
+        with queue.connection.pipeline() as pipe:
+            for job in jobs:
+                job.cancel(pipeline=pipe)
+            pipe.execute()
     except Exception:  # noqa: BLE001 - a stale job that still runs is ignored when it reports
         log.warning("could not cancel stale jobs", exc_info=True)

@@ -26,6 +26,7 @@ from cloudseam_site.private_files import use_private_umask
 from machines_app.services import load_folder
 
 WORKER_RESTART_DELAY = 2.0
+BACKLOG = 1024  # pending connections the web server accepts in a burst
 
 
 class Command(BaseCommand):
@@ -135,8 +136,10 @@ class Command(BaseCommand):
 
 def _daphne_argv(host: str, port: int) -> list[str]:
     proxy = ["--proxy-headers"] if settings.TRUST_PROXY else []
-    return [sys.executable, "-m", "daphne", "-v", "0", "-b", host, "-p", str(port), *proxy,
-            "cloudseam_site.asgi:application"]
+    # Twisted listens with a backlog of 50 by default: a burst of new connections beyond it was reset.
+    interface = host.strip("[]").replace(":", r"\:")
+    return [sys.executable, "-m", "daphne", "-v", "0", "-e", f"tcp:port={port}:interface={interface}:backlog={BACKLOG}",
+            *proxy, "cloudseam_site.asgi:application"]
 
 
 def _display(host: str) -> str:

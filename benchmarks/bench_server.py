@@ -1,0 +1,172 @@
+"""P3/P4: the real server (`serve`: Daphne + 2 workers + embedded Redis) on PostgreSQL.
+
+P3: POST /api/events (no-op events) from 8 keep-alive clients. P4: task cycles (4 trivial tasks →
+NEXT) on the server's 2 workers, and the latency from an accepted event to NEXT applied. The P4
+reference is raw RQ: no-op jobs on 2 workers of the same class (SimpleWorker) on a Redis database
+of its own.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENTS = 8
+SECONDS = 4.0
+
+MACHINE = """
+version: 1
+events: [LAUNCH, NOTE, WORK]
+states:
+  INIT:
+    on:
+      LAUNCH: [{action: advance, state: RUN}]
+  RUN:
+    on:
+      NOTE: [{action: no-op}]
+      WORK: [{action: advance, state: BUSY}]
+  BUSY:
+    tasks: [a, b, c, d]
+    on:
+      NEXT: [{action: advance, state: RUN}]
+  GONE:
+    terminal: true
+tasks:
+  a: {executor: sleep, config: {seconds: 0}}
+  b: {executor: sleep, config: {seconds: 0}}
+  c: {executor: sleep, config: {seconds: 0}}
+  d: {executor: sleep, config: {seconds: 0}}
+"""
+
+
+def noop() -> None:
+    """A raw RQ job that does nothing (the P4 reference)."""
+
+
+class Client:
+    def __init__(self, port: int, token: str):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    def call(self, method: str, path: str, body=None) -> tuple[int, dict]:
+        self.conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=self.headers)
+        response = self.conn.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+
+
+def post_rate(server, token: str) -> dict:
+    """P3: 8 keep-alive clients post no-op events to their own stacks for SECONDS."""
+    for i in range(CLIENTS):
+        status, body = Client(server.port, token).call("POST", "/api/events",
+                                                       {"stackId": f"p3-{i}", "event": "LAUNCH", "machine": "bench"})
+        assert status == 200, body
+    counts, errors = [0] * CLIENTS, []
+    stop = time.perf_counter() + SECONDS
+
+    def run(index: int) -> None:
+        client = Client(server.port, token)
+        while time.perf_counter() < stop:
+            status, body = client.call("POST", "/api/events", {"stackId": f"p3-{index}", "event": "NOTE"})
+            if status == 200:
+                counts[index] += 1
+            else:
+                errors.append(status)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {"rate": sum(counts) / (time.perf_counter() - started), "errors": len(errors)}
+
+
+def task_cycle(server, token: str, stacks: int = 8) -> dict:
+    """P4: `stacks` stacks enter BUSY (4 tasks each) at once, repeatedly; tasks/s until all are back in RUN."""
+    client = Client(server.port, token)
+    keys = [f"p4-{i}" for i in range(stacks)]
+    for key in keys:
+        client.call("POST", "/api/events", {"stackId": key, "event": "LAUNCH", "machine": "bench"})
+    tasks, started = 0, time.perf_counter()
+    while time.perf_counter() - started < SECONDS:
+        for key in keys:
+            status, body = client.call("POST", "/api/events", {"stackId": key, "event": "WORK"})
+            assert status == 200, body
+        _wait_all(client, keys)
+        tasks += 4 * stacks
+    rate = tasks / (time.perf_counter() - started)
+    latencies = []
+    for _ in range(15):  # one stack alone: accepted → NEXT applied
+        status, body = client.call("POST", "/api/events", {"stackId": keys[0], "event": "WORK"})
+        accepted = time.perf_counter()
+        _wait_all(client, keys[:1], interval=0.002)
+        latencies.append((time.perf_counter() - accepted) * 1000)
+    return {"tasks_per_s": rate, "next_p50_ms": statistics.median(latencies)}
+
+
+def _wait_all(client: Client, keys: list[str], interval: float = 0.01, timeout: float = 60) -> None:
+    deadline = time.perf_counter() + timeout
+    waiting = set(keys)
+    while waiting:
+        for key in list(waiting):
+            status, body = client.call("GET", f"/api/stacks/{key}")
+            if body.get("state") == "RUN":
+                waiting.discard(key)
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"stacks {sorted(waiting)} did not finish their tasks")
+        if waiting:
+            time.sleep(interval)
+
+
+def raw_rq_rate(redis_url: str, jobs: int = 600) -> float:
+    """No-op jobs/s on 2 SimpleWorkers (burst mode, started before the jobs are enqueued)."""
+    import redis
+    from rq import Queue
+
+    conn = redis.Redis.from_url(redis_url)
+    conn.flushdb()
+    queue = Queue("bench", connection=conn)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    queue.enqueue_many([Queue.prepare_data(noop, result_ttl=60) for _ in range(jobs)])
+    started = time.perf_counter()
+    workers = [subprocess.Popen([sys.executable, "-m", "rq.cli", "worker", "--burst", "-w", "rq.SimpleWorker",
+                                 "-u", redis_url, "-q", "bench"], env=env, cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    startup = _startup_seconds(redis_url, env)
+    for worker in workers:
+        worker.wait(120)
+    elapsed = time.perf_counter() - started - startup
+    conn.flushdb()
+    return jobs / max(elapsed, 1e-3)
+
+
+def _startup_seconds(redis_url: str, env: dict) -> float:
+    """What starting an RQ worker costs (it is not part of the job rate): a burst run on an empty queue."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "rq.cli", "worker", "--burst", "-w", "rq.SimpleWorker", "-u", redis_url,
+                    "-q", "empty-bench"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def measure(database_url: str) -> dict:
+    sys.path.insert(0, str(ROOT))
+    from tests.live_server import Server
+
+    server = Server(workers=2, include_demo_machines=False, env={
+        "DATABASE_URL": database_url, "CLOUDSEAM_LOG_LEVEL": "WARNING"})
+    try:
+        server.start()
+        token = server.token("admin")
+        status, body = server.api("PUT", "/api/machines/bench", raw=MACHINE.encode(), content_type="application/yaml")
+        assert status in (200, 201), body
+        return {"post": post_rate(server, token), "tasks": task_cycle(server, token)}
+    finally:
+        server.cleanup()
