@@ -201,6 +201,9 @@ API_MAX_BODY = 256 * 1024
 CLOUDSEAM_PYTHON_PREFIXES = tuple(env_list("CLOUDSEAM_PYTHON_PREFIXES", ["cloudseam_tasks"]))
 CLOUDSEAM_TASK_HEARTBEAT = env_int("CLOUDSEAM_TASK_HEARTBEAT", 5)  # seconds between heartbeats
 CLOUDSEAM_TASK_LOST_AFTER = env_int("CLOUDSEAM_TASK_LOST_AFTER", 30)  # no heartbeat for this long = dead
+# Task attempts (issue #8): output kept per attempt (its last part), and how long finished ones stay.
+CLOUDSEAM_ATTEMPT_OUTPUT_MAX_BYTES = env_int("CLOUDSEAM_ATTEMPT_OUTPUT_MAX_BYTES", 1024 * 1024)
+CLOUDSEAM_ATTEMPT_RETENTION_DAYS = env_int("CLOUDSEAM_ATTEMPT_RETENTION_DAYS", 90)
 
 LOGGING = {
     "version": 1,
