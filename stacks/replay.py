@@ -98,6 +98,11 @@ def _apply(run: _Run, entry: Entry, stack_id: str, machines, new_id) -> tuple[st
         outcome = engine.apply_event(run.machine, before, entry.event, task_ref=ref, new_id=new_id)
     if outcome.ignored:
         return ()
+    return _took(run, outcome)
+
+
+def _took(run: _Run, outcome: engine.Outcome) -> tuple[str, ...]:
+    """Keep the outcome's snapshot and add its transitions and failed tasks to the path."""
     run.stack, run.removed = outcome.stack, outcome.removed
     for transition in outcome.transitions:
         key = f"{transition.from_state}>{transition.to_state}"
