@@ -23,7 +23,7 @@ from cloudseam_site.accounts.roles import request_actor, role_required
 from machines_app import diagrams
 from machines_app.diagram_context import diagram_context
 from machines_app.models import Machine
-from stacks import services
+from stacks import run_views, services
 from stacks.forms import (
     METADATA_HELP,
     SORT_LABELS,
@@ -196,6 +196,7 @@ def detail_context(request: HttpRequest, stack: Stack, **extra) -> dict:
     history = _history_page(request, stack)
     highlight = stack.state if stack.state in machine.states else None
     newest = stack.machine.current_version_id
+    run = run_views.run_context(request, stack)
     context = {
         "stack": stack,
         "tasks": tasks,
@@ -216,7 +217,8 @@ def detail_context(request: HttpRequest, stack: Stack, **extra) -> dict:
         "page_data": _page_data(stack, machine, tasks, history),
         "blank_choice": EventChoice("EVENT", "TARGET", terminal=False),
         "blank_terminal_choice": EventChoice("EVENT", "TARGET", terminal=True),
-        **diagram_context(stack.machine_version, highlight=highlight),
+        **run,
+        **diagram_context(stack.machine_version, highlight=highlight, path=run["run_path"]),
     }
     context.update(extra)
     return context
