@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ["bench_events", "bench_diagrams", "bench_dashboard"]
+BENCHMARKS = ["bench_events", "bench_diagrams", "bench_dashboard", "bench_run_record"]
 
 
 def main() -> int:

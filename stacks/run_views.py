@@ -8,7 +8,7 @@ timeline scrubber's frames, and retrying one task.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db.models.functions import Right
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -24,8 +24,8 @@ from machines_app.diagrams import RunPath, svg_edge_id, svg_node_id
 from stacks import attempts, history
 from stacks.models import ATTEMPT_FAILED, ATTEMPT_LOST, Stack, TaskAttempt
 
-ATTEMPTS_PAGE = 50  # attempts rendered with the page; older ones load on demand from the API
-VISITS_SHOWN = 40  # state visits rendered with the page (newest first); ?visits=all for every one
+ATTEMPTS_PAGE = 30  # attempts rendered with the page; older ones load on demand from the API
+VISITS_SHOWN = 20  # state visits rendered with the page (newest first); ?visits=all for every one
 OUTPUT_SHOWN = 8000  # characters of each attempt's output rendered with the page (the end of it)
 
 
@@ -45,6 +45,20 @@ class Visit:
     @property
     def duration_seconds(self) -> float | None:
         return (self.left - self.entered).total_seconds() if self.left else None
+
+    @property
+    def entered_text(self) -> str:
+        return exact(self.entered)
+
+    @property
+    def left_text(self) -> str:
+        return exact(self.left) if self.left else "now"
+
+
+def exact(moment: datetime | None) -> str:
+    """An absolute time with seconds, as every page shows it on hover and focus (formatted here:
+    the template's date filter costs more on a page with hundreds of times)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else ""
 
 
 def visits_of(frames: list[dict], end: datetime | None) -> list[Visit]:
@@ -82,6 +96,9 @@ def _place(visits: list[Visit], page: list[TaskAttempt], start: datetime, end: d
         attempt.offset = pos(attempt.started_at)
         attempt.width = max(0.5, pos(attempt.finished_at or end) - attempt.offset)
         attempt.open = attempt.outcome in (ATTEMPT_FAILED, ATTEMPT_LOST)
+        attempt.started_text = exact(attempt.started_at)
+        attempt.finished_text = exact(attempt.finished_at) if attempt.finished_at else "running"
+        attempt.started_iso = _iso(attempt.started_at)
         attempt.dropped_note = attempts.dropped_note(attempt.dropped_lines) if attempt.dropped_lines else ""
         if home is not None:
             home.attempts.append(attempt)
