@@ -208,11 +208,36 @@ $("timeline-forward").addEventListener("click", () => { stopPlaying(); moveTo(Nu
 $("timeline-live").addEventListener("click", goLive);
 $("timeline-play").addEventListener("click", play);
 $("load-attempts")?.addEventListener("click", loadOlderAttempts);
-// The live page tells us when the stack changed: new history, so new frames (and a new path).
+/** The run panel again from the server (new visits and attempts), keeping what the person opened. */
+async function refreshRun() {
+  const panel = $("run");
+  if (!panel || panel.contains(document.activeElement)) return; // never pull the panel from under the keyboard
+  try {
+    const response = await fetch(window.location.pathname + window.location.search, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html").getElementById("run");
+    if (!fresh) return;
+    const opened = new Set([...panel.querySelectorAll("li.attempt")].filter((li) => li.querySelector("details[open]")).map((li) => li.id));
+    const closed = new Set([...panel.querySelectorAll("li.attempt")].filter((li) => !li.querySelector("details[open]")).map((li) => li.id));
+    const older = $("older-attempts-box");
+    panel.replaceChildren(...[...fresh.childNodes].map((node) => document.importNode(node, true)));
+    if (older && $("older-attempts-box")) $("older-attempts-box").replaceWith(older); // attempts already loaded stay
+    for (const li of panel.querySelectorAll("li.attempt")) {
+      const details = li.querySelector("details");
+      if (opened.has(li.id)) details.open = true;
+      if (closed.has(li.id)) details.open = false;
+    }
+  } catch {
+    // The panel stays as it was; the next change tries again.
+  }
+}
+
+// The live page tells us when the stack changed: new history, so new frames (and a new path), and
+// new state visits and attempts in the run panel.
 let refetch = null;
 document.addEventListener("cloudseam:stack-updated", () => {
   window.clearTimeout(refetch);
-  refetch = window.setTimeout(loadFrames, 400);
+  refetch = window.setTimeout(() => { loadFrames(); refreshRun(); }, 400);
 });
 document.addEventListener("cloudseam:diagram", () => { if (frames.length && live) drawPath(frames[frames.length - 1].path); });
 loadFrames();
