@@ -172,7 +172,7 @@ function attemptItem(attempt) {
   };
   details.addEventListener("toggle", () => { if (details.open && pre.textContent === "…") load(); });
   details.open = failed;
-  return h("li", { class: `attempt outcome-${attempt.outcome}`, id: `attempt-${attempt.id}` }, details);
+  return h("li", { class: `attempt attempt-${attempt.outcome}`, id: `attempt-${attempt.id}` }, details);
 }
 
 async function loadOlderAttempts() {
@@ -211,7 +211,7 @@ $("load-attempts")?.addEventListener("click", loadOlderAttempts);
 /** The run panel again from the server (new visits and attempts), keeping what the person opened. */
 async function refreshRun() {
   const panel = $("run");
-  if (!panel || panel.contains(document.activeElement)) return; // never pull the panel from under the keyboard
+  if (!panel) return;
   try {
     const response = await fetch(window.location.pathname + window.location.search, { credentials: "same-origin" });
     if (!response.ok) return;
@@ -220,7 +220,12 @@ async function refreshRun() {
     const opened = new Set([...panel.querySelectorAll("li.attempt")].filter((li) => li.querySelector("details[open]")).map((li) => li.id));
     const closed = new Set([...panel.querySelectorAll("li.attempt")].filter((li) => !li.querySelector("details[open]")).map((li) => li.id));
     const older = $("older-attempts-box");
+    // Keep the keyboard where it was: the same attempt's summary (or link) in the new panel.
+    const focused = panel.contains(document.activeElement) ? document.activeElement.closest("li.attempt, tbody.visit") : null;
+    const focusedId = focused?.id;
+    const focusedSelector = document.activeElement?.matches?.("summary") ? "summary" : "a, summary, [tabindex]";
     panel.replaceChildren(...[...fresh.childNodes].map((node) => document.importNode(node, true)));
+    if (focusedId) document.getElementById(focusedId)?.querySelector(focusedSelector)?.focus();
     if (older && $("older-attempts-box")) $("older-attempts-box").replaceWith(older); // attempts already loaded stay
     for (const li of panel.querySelectorAll("li.attempt")) {
       const details = li.querySelector("details");
