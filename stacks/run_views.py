@@ -1,5 +1,5 @@
 """The stack page's run record (issue #8): the path taken, state visits with their attempts, the
-timeline scrubber's frames, and retrying one task.
+timeline scrubber's frames.
 
 `run_context` adds to `stacks.views.detail_context`; the frames themselves are served apart
 (`replay.json`) so the page stays light with a long history. Views stay thin.
@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from django.db.models.functions import Right
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from django.views.decorators.http import require_POST, require_safe
+from django.views.decorators.http import require_safe
 
-from cloudseam_site.accounts.models import ROLE_OPERATOR, ROLE_VIEWER
-from cloudseam_site.accounts.roles import request_actor, role_required
+from cloudseam_site.accounts.models import ROLE_VIEWER
+from cloudseam_site.accounts.roles import role_required
 from machines_app.diagrams import RunPath, svg_edge_id, svg_node_id
 from stacks import attempts, history
 from stacks.models import ATTEMPT_FAILED, ATTEMPT_LOST, Stack, TaskAttempt
@@ -181,19 +181,3 @@ def stack_replay(request: HttpRequest, stack_id: str) -> JsonResponse:
 def removed_replay(request: HttpRequest, pk: int) -> JsonResponse:
     stack = get_object_or_404(Stack.objects.removed().select_related("machine", "machine_version"), pk=pk)
     return JsonResponse({"stack": stack.key, "record": stack.pk, "frames": history.frames(stack)})
-
-
-@role_required(ROLE_OPERATOR)
-@require_POST
-def stack_retry_task(request: HttpRequest, stack_id: str) -> HttpResponse:
-    """Retry one failed task (RETRY_TASK through handle_event); the page's other tasks stay as they are."""
-    from stacks import services
-    from stacks.views import _answer, _operable, _refuse
-
-    stack = _operable(stack_id)
-    name = request.POST.get("task", "")
-    if not name or len(name) > 63:
-        return _refuse(request, stack, "name the failed task to retry")
-    result = services.send(stack.key, services.RETRY_TASK, task={"name": name}, actor=request_actor(request),
-                           source="ui")
-    return _answer(request, stack, result, f"Task {name} sent to run again")

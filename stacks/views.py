@@ -302,6 +302,19 @@ def stack_retry(request: HttpRequest, stack_id: str) -> HttpResponse:
 
 @role_required(ROLE_OPERATOR)
 @require_POST
+def stack_retry_task(request: HttpRequest, stack_id: str) -> HttpResponse:
+    """Retry one failed task (RETRY_TASK through handle_event); the stack's other tasks stay as they are."""
+    stack = _operable(stack_id)
+    name = request.POST.get("task", "")
+    if not name or len(name) > 63:
+        return _refuse(request, stack, "name the failed task to retry")
+    result = services.send(stack.key, services.RETRY_TASK, task={"name": name}, actor=request_actor(request),
+                           source=SOURCE)
+    return _answer(request, stack, result, f"Task {name} sent to run again")
+
+
+@role_required(ROLE_OPERATOR)
+@require_POST
 def stack_task(request: HttpRequest, stack_id: str) -> HttpResponse:
     """Mark an external task done, or failed with a reason."""
     stack = _operable(stack_id)

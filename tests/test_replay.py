@@ -121,3 +121,13 @@ def test_it_replays_any_event_sequence_to_the_stored_stack(simple_machine, steps
         handle_event(message, actor="hypothesis", source="api")
     for stack in Stack.objects.select_related("machine", "machine_version").filter(key=stack_id):
         assert history.verify(stack) == [], [e.event for e in stack.events.order_by("id")]
+
+
+def test_it_keeps_replay_free_of_django():
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse((Path(__file__).resolve().parent.parent / "stacks" / "replay.py").read_text())
+    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any(m.split(".")[0] == "django" or m.startswith("stacks.models") for m in modules if m)
