@@ -130,8 +130,8 @@ class Task(models.Model):
             return PHASE_DONE
         if self.status == ERROR:
             return PHASE_FAILED
-        if self.executor == "external":
-            return PHASE_WAITING
+        if self.executor == "external" or (self.started_at and self.heartbeat_at is None and not self.finished_at):
+            return PHASE_WAITING  # a person, or an outside system's callback (the job is over)
         if self.started_at is None:
             return PHASE_RETRYING if self.attempts else PHASE_QUEUED
         return PHASE_RETRYING if self.attempts > 1 else PHASE_RUNNING

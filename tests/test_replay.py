@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from machines_app.services import save_machine
 from stacks import history, replay
-from stacks.models import Stack, StackEvent
+from stacks.models import Stack, StackEvent, Task
 from stacks.services import handle_event
 from tests.conftest import SIMPLE_MACHINE
 
@@ -111,14 +111,22 @@ IDS = itertools.count()
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(steps=st.lists(STEP, min_size=1, max_size=25))
-def test_it_replays_any_event_sequence_to_the_stored_stack(simple_machine, steps):
+@given(steps=st.lists(st.one_of(STEP, st.sampled_from(["TASK_COMPLETED", "TASK_ERROR"]).map(
+    lambda e: {"event": e, "byId": True})), min_size=1, max_size=25), data=st.data())
+def test_it_replays_any_event_sequence_to_the_stored_stack(simple_machine, steps, data):
+    """Random messages, some reporting on a task instance by id (a current one or a replaced, stale one)."""
     stack_id = f"p{next(IDS)}"
     for step in steps:
         message = {"stackId": stack_id, **step}
+        if message.pop("byId", False):
+            instances = list(Task.objects.filter(stack__key=stack_id).order_by("created_at")
+                             .values_list("id", flat=True))
+            if not instances:
+                continue
+            message["task"] = {"id": data.draw(st.sampled_from(instances))}
         if step["event"] == "LAUNCH":
             message["machine"] = "simple"
-        handle_event(message, actor="hypothesis", source="api")
+        handle_event(message, actor="hypothesis", source=data.draw(st.sampled_from(["api", "worker"])))
     for stack in Stack.objects.select_related("machine", "machine_version").filter(key=stack_id):
         assert history.verify(stack) == [], [e.event for e in stack.events.order_by("id")]
 
