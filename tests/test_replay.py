@@ -139,3 +139,33 @@ def test_it_keeps_replay_free_of_django():
     modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert not any(m.split(".")[0] == "django" or m.startswith("stacks.models") for m in modules if m)
+
+
+class _Rollback(Exception):
+    pass
+
+
+def test_it_replays_every_stack_the_service_tests_make(simple_machine):
+    """verify_history over the stacks of tests/test_services.py: each of its plain tests runs again here,
+    in a savepoint rolled back afterwards, and every stack it left must replay to its stored state."""
+    import inspect
+
+    from django.db import transaction
+
+    from tests import test_services
+
+    ran = []
+    for name, test in vars(test_services).items():
+        if not name.startswith("test_it_") or list(inspect.signature(test).parameters) != ["simple_machine"]:
+            continue  # the concurrent ones need real transactions, the parametrized ones their parameters
+        if any(mark.name == "django_db" for mark in getattr(test, "pytestmark", [])):
+            continue
+        try:
+            with transaction.atomic():
+                test(simple_machine)
+                for stack in Stack.objects.select_related("machine", "machine_version"):
+                    assert history.verify(stack) == [], (name, stack.key, stack.pk)
+                raise _Rollback
+        except _Rollback:
+            ran.append(name)
+    assert len(ran) >= 15, ran
