@@ -18,6 +18,7 @@ from stacks.models import ATTEMPT_OUTCOMES, Stack, TaskAttempt
 from stacks.snapshots import attempt_json
 
 OUTCOME_NAMES = [value for value, _ in ATTEMPT_OUTCOMES]
+MAX_ID = 2**63 - 1  # ids are 64-bit; a longer number names nothing (and must not reach the database)
 
 
 @api_endpoint(methods=("GET",), role=ROLE_VIEWER)
@@ -27,10 +28,15 @@ def stack_tasks(request: HttpRequest, stack_id: str) -> dict:
 
 @api_endpoint(methods=("GET",), role=ROLE_VIEWER)
 def removed_tasks(request: HttpRequest, record: int) -> dict:
+    if record > MAX_ID:
+        raise ApiError(404, f"there is no removed stack record {str(record)[:30]}")
     return _attempts_page(request, find_removed(record))
 
 
 def _attempts_page(request: HttpRequest, stack: Stack) -> dict:
+    for name in ("state", "name", "outcome"):
+        if "\x00" in request.GET.get(name, ""):
+            raise ApiError(400, f"{name} must not contain a NUL character")
     outcome = request.GET.get("outcome", "")
     if outcome and outcome not in OUTCOME_NAMES:
         raise ApiError(400, f"outcome must be one of {', '.join(OUTCOME_NAMES)}; got {outcome[:20]!r}")
@@ -53,9 +59,9 @@ def _attempts_page(request: HttpRequest, stack: Stack) -> dict:
 
 
 def find_attempt(attempt_id: int) -> TaskAttempt:
-    attempt = TaskAttempt.objects.select_related("stack").filter(pk=attempt_id).first()
+    attempt = None if attempt_id > MAX_ID else TaskAttempt.objects.select_related("stack").filter(pk=attempt_id).first()
     if attempt is None:
-        raise ApiError(404, f"there is no task attempt {attempt_id}; a stack's attempts are listed at "
+        raise ApiError(404, f"there is no task attempt {str(attempt_id)[:30]}; a stack's attempts are listed at "
                             "/api/stacks/<id>/tasks")
     return attempt
 
@@ -71,7 +77,7 @@ def attempt_output(request: HttpRequest, attempt_id: int) -> HttpResponse:
     raw = request.GET.get("since", "")
     if raw and not (raw.isascii() and raw.isdigit()):
         raise ApiError(400, f"since must be a line number (0 or more); got {raw[:20]!r}")
-    lines, last = attempts.lines_since(attempt, int(raw) if raw else 0)
+    lines, last = attempts.lines_since(attempt, min(int(raw[:20]), 2**62) if raw else 0)
     text = "\n".join(lines)
     response = HttpResponse(text + ("\n" if text else ""), content_type="text/plain; charset=utf-8")
     response["X-Next-Line"] = str(last)

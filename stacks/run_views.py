@@ -130,7 +130,6 @@ def run_context(request: HttpRequest, stack: Stack) -> dict:
             "attemptsUrl": api,
             "attemptsPageSize": ATTEMPTS_PAGE,
             "attemptsMore": more,
-            "outputUrl": "/api/tasks/0/output",
             "events": len(frames),
             "removed": stack.removed,
             "nodeIds": {state: svg_node_id(state) for state in stack.machine_version.spec.states},
@@ -179,5 +178,7 @@ def stack_replay(request: HttpRequest, stack_id: str) -> JsonResponse:
 @role_required(ROLE_VIEWER)
 @require_safe
 def removed_replay(request: HttpRequest, pk: int) -> JsonResponse:
+    if pk > 2**63 - 1:
+        raise Http404(f"there is no removed stack record {str(pk)[:30]}")
     stack = get_object_or_404(Stack.objects.removed().select_related("machine", "machine_version"), pk=pk)
     return JsonResponse({"stack": stack.key, "record": stack.pk, "frames": history.frames(stack)})

@@ -196,6 +196,12 @@ def test_it_lists_filters_and_refuses_in_the_api(client, viewer):
     since = client.get(f"/api/tasks/{one['id']}/output?since=-1", **viewer)
     assert since.status_code == 400 and "since must be a line number" in since.json()["error"]
     assert client.post(f"/api/tasks/{one['id']}", **viewer).status_code == 405
+    huge = "9" * 40
+    for url in (f"/api/tasks/{huge}", f"/api/tasks/{huge}/output", f"/api/stacks/removed/{huge}/tasks"):
+        assert client.get(url, **viewer).status_code == 404, url
+    assert client.get(f"{url}?state=A%00B", **viewer).status_code == 400
+    far = client.get(f"/api/tasks/{one['id']}/output?since={huge}", **viewer)
+    assert far.status_code == 200 and far.content == b""
     snapshot = client.get("/api/stacks/s1", **viewer).json()
     assert {t["name"]: t["phase"] for t in snapshot["tasks"]} == {"job": "failed", "approve": "waiting"}
 

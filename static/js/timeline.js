@@ -175,6 +175,30 @@ function attemptItem(attempt) {
   return h("li", { class: `attempt attempt-${attempt.outcome}`, id: `attempt-${attempt.id}` }, details);
 }
 
+/** The state visit an attempt belongs to: same state, the last one entered before it was queued. */
+function visitOf(attempt) {
+  const at = Date.parse(attempt.queuedAt || attempt.startedAt || "");
+  if (Number.isNaN(at)) return null;
+  const candidates = run.visits.filter((v) => v.state === attempt.state && Date.parse(v.entered) - 2000 <= at);
+  return candidates.length ? candidates[candidates.length - 1] : null;
+}
+
+/** Under its visit when that visit is on the page, else in the "Older attempts" list. */
+function placeAttempt(attempt, item) {
+  const visit = visitOf(attempt);
+  const body = visit ? $(`visit-${visit.number}`) : null;
+  if (!body) {
+    $("older-attempts").append(item);
+    return;
+  }
+  let list = body.querySelector("ul.attempts");
+  if (!list) {
+    list = h("ul", { class: "attempts", dataset: { attemptsFor: String(visit.number) } });
+    body.append(h("tr", { class: "visit-attempts" }, h("td", { colspan: "4" }, list)));
+  }
+  list.append(item);
+}
+
 async function loadOlderAttempts() {
   const button = $("load-attempts");
   button.disabled = true;
@@ -187,7 +211,7 @@ async function loadOlderAttempts() {
       return;
     }
     const page = await response.json();
-    $("older-attempts").append(...page.results.map(attemptItem));
+    for (const attempt of page.results) placeAttempt(attempt, attemptItem(attempt));
     button.hidden = page.page >= page.pages;
   } finally {
     button.disabled = false;
