@@ -124,7 +124,8 @@ def _frame(run: _Run, entry: Entry, entered: tuple[str, ...], error: str | None)
         "state": stack.state if stack else None,
         "previousState": stack.previous_state if stack else None,
         "metadata": dict(stack.metadata) if stack else {},
-        "tasks": [{"name": t.name, "status": t.status, "errorMessage": t.error} for t in stack.tasks]
+        # By name and status only: instance ids are new on replay, and the history keeps no error text.
+        "tasks": [{"name": t.name, "status": t.status} for t in stack.tasks]
         if stack else [],
         "removed": run.removed,
         "path": {"edges": dict(run.edges), "failed": list(run.failed)},
