@@ -15,11 +15,12 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from machines_app.spec.model import ERROR, SATISFIED, TASK_COMPLETED, TASK_ERROR
 from stacks.models import (
+    ATTEMPT_CANCELLED,
     ATTEMPT_FAILED,
     ATTEMPT_LOST,
     ATTEMPT_RUNNING,
@@ -169,3 +170,15 @@ def prune(days: int | None = None, now=None) -> int:
     cutoff = (now or timezone.now()) - timedelta(days=days)
     deleted, _ = TaskAttempt.objects.filter(finished_at__lt=cutoff).exclude(outcome=ATTEMPT_RUNNING).delete()
     return deleted
+
+
+def close_abandoned(now=None) -> int:
+    """Close as `cancelled` the running attempts of task instances the stack left (it moved on, a
+    retry replaced them, or it was removed) whose job stopped beating without reporting: the
+    liveness check only fails current tasks, so nothing else would ever close them."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.CLOUDSEAM_TASK_LOST_AFTER)
+    stale_beat = Q(task__heartbeat_at__lt=cutoff) | Q(task__heartbeat_at__isnull=True)
+    abandoned = TaskAttempt.objects.filter(outcome=ATTEMPT_RUNNING, started_at__lt=cutoff).filter(
+        Q(task__isnull=True) | ((Q(task__current=False) | Q(stack__removed_at__isnull=False)) & stale_beat))
+    return abandoned.update(outcome=ATTEMPT_CANCELLED, finished_at=now or timezone.now(),
+                            error="the stack left this task while it ran, and its job never reported")

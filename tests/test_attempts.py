@@ -215,3 +215,16 @@ def test_it_prunes_attempts_past_the_retention(capsys):
     call_command("prune_attempts")
     assert TaskAttempt.objects.count() == 0 and "deleted 1 attempt" in capsys.readouterr().out
     assert attempts.prune(0) == 0
+
+
+def test_it_cancels_the_attempt_of_a_task_left_behind_whose_job_went_away():
+    task = launch(PRINTS % 1)
+    claimed = jobs._claim(task.id)
+    jobs._Output(claimed).start_attempt(claimed.attempts)
+    send("s1", "AGAIN")  # WORK again: the running instance is replaced while its job runs
+    assert attempts.close_abandoned() == 0  # its job still beats
+    Task.objects.filter(pk=task.id).update(heartbeat_at=timezone.now() - timedelta(minutes=10))
+    TaskAttempt.objects.update(started_at=timezone.now() - timedelta(minutes=10))
+    assert attempts.close_abandoned() == 1
+    attempt = TaskAttempt.objects.get(task_id=task.id)
+    assert attempt.outcome == "cancelled" and "never reported" in attempt.error and attempt.finished_at
