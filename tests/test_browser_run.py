@@ -63,6 +63,19 @@ def test_it_keeps_the_run_visible_and_scrubs_through_it_from_the_keyboard(logged
     expect_current(tab, "RUN")
     shoot(tab, "stack-run-record")
 
+    # Removed, the record stays, scrubber included: back to PROVISION and forward to DESTROY.
+    status, _ = cloudseam_server.api("POST", "/api/events", {"stackId": stack_id, "event": "DESTROY"})
+    assert status == 200
+    record = cloudseam_server.wait_for(stack_id, lambda s: s["removed"])["record"]
+    tab.goto(f"/stacks/removed/{record}/")
+    expect(tab.locator("#run tbody.visit[data-state=PROVISION] li.attempt")).to_have_count(2)
+    expect(tab.locator("[data-scrubber]")).to_be_visible()
+    tab.locator("#timeline-slider").focus()
+    tab.keyboard.press("Home")
+    expect_current(tab, "PROVISION")
+    tab.keyboard.press("End")
+    expect_current(tab, "DESTROY")
+
     # A failed attempt's output is open without a click.
     failing = unique("failing")
     launch(cloudseam_server, failing, "flaky-deploy")
