@@ -109,3 +109,16 @@ def test_it_draws_the_path_without_colour_alone_and_caches_per_path():
     assert "followed" not in plain and "edge-" not in plain
     assert path.cache_key() != diagrams.RunPath().cache_key()
     assert "visited" not in {i.css_class for i in diagrams.legend(stack=False)}
+
+
+def test_it_shows_attempts_read_only_in_the_admin(ran):
+    user = User.objects.create_user("staff-vera", password="a long test password", is_staff=True)
+    user.groups.add(Group.objects.get(name="viewer"))
+    client = Client()
+    client.force_login(user)
+    attempt = TaskAttempt.objects.get(outcome="failed")
+    listing = client.get("/admin/stacks/taskattempt/")
+    assert listing.status_code == 200 and "failed" in listing.content.decode()
+    page = client.get(f"/admin/stacks/taskattempt/{attempt.pk}/change/")
+    assert page.status_code == 200 and "failed on purpose" in page.content.decode()
+    assert client.post(f"/admin/stacks/taskattempt/{attempt.pk}/delete/").status_code == 403
