@@ -11,7 +11,7 @@ only for reports that did not come from a job.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
@@ -52,9 +52,12 @@ class OutputBuffer:
 
     def add(self, lines: Iterable[str]) -> None:
         for line in lines:
-            line = line[: self.max_bytes]  # a single huge line is cut, not allowed to evict everything
+            encoded = line.encode("utf-8", "replace")
+            if len(encoded) >= self.max_bytes:  # a single huge line is cut, not allowed to evict everything
+                encoded = encoded[: max(self.max_bytes - 1, 0)]
+                line = encoded.decode("utf-8", "ignore")
             self.lines.append(line)
-            self.size += len(line.encode("utf-8", "replace")) + 1
+            self.size += len(encoded) + 1
             self.total += 1
         while self.size > self.max_bytes and self.lines:
             self.size -= len(self.lines.popleft().encode("utf-8", "replace")) + 1
@@ -91,16 +94,17 @@ def finish(attempt_id: int, *, ok: bool, error: str = "", buffer: OutputBuffer |
 # --- what the service calls after a report ------------------------------------------------------------
 
 
-def note_reports(event: str, source: str, actor: str, before, after, retired, rows: Mapping[str, Task],
+def note_reports(event: str, source: str, actor: str, before, after, retired, rows: Iterable[Task],
                  description: str | None) -> None:
     """Close or create the attempt of a task a report changed, unless the report came from its job.
 
     A job records its own attempts, so worker reports cost nothing here. `before`/`after` are the
-    engine snapshots, `retired` the outcome's retired instances, `rows` the task rows by id.
+    engine snapshots, `retired` the outcome's retired instances, `rows` the task rows involved.
     """
     if event not in (TASK_COMPLETED, TASK_ERROR) or source == "worker":
         return
     old = {t.id: t.status for t in before.tasks}
+    rows = {row.id: row for row in rows}
     for inst in (*after.tasks, *retired):
         if inst.id in old and inst.status != old[inst.id] and inst.status in (SATISFIED, ERROR) and inst.id in rows:
             _close_or_create(rows[inst.id], ok=inst.status == SATISFIED, error=inst.error or description or "",

@@ -244,7 +244,7 @@ def _apply(msg: EventMessage, *, actor: str | Actor, source: str) -> EventResult
         return EventResult(200, snapshot, OUTCOME_IGNORED, stack=stack)
     current = _persist(stack, tasks, before, outcome, machine)
     attempts.note_reports(msg.event, source, str(actor), before, outcome.stack, outcome.retired,
-                          {t.id: t for t in (*tasks, *current)}, msg.description)
+                          (*tasks, *current), msg.description)
     snapshot = stack_json(stack, current)
     record = _record(msg, stack, actor, source, OUTCOME_APPLIED, None if _created else before.state, stack.state,
                      "", 200, snapshot, tasks=tasks)

@@ -228,3 +228,10 @@ def test_it_cancels_the_attempt_of_a_task_left_behind_whose_job_went_away():
     assert attempts.close_abandoned() == 1
     attempt = TaskAttempt.objects.get(task_id=task.id)
     assert attempt.outcome == "cancelled" and "never reported" in attempt.error and attempt.finished_at
+
+
+def test_it_cuts_a_single_line_longer_than_the_bound_by_bytes():
+    buffer = attempts.OutputBuffer(max_bytes=10)
+    buffer.add(["ééééééééééé", "ok"])  # 22 bytes of UTF-8, then a short line
+    assert len(buffer.fields()["output"].encode()) <= 10 and buffer.fields()["output"].endswith("ok")
+    assert buffer.fields()["line_count"] == 2
