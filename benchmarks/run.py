@@ -28,7 +28,8 @@ REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('BENCH_REDIS_DB', '13')}"
 TAG = f"cloudseam_bench_{os.getpid()}"
 
 rows: list[tuple] = []
-STANDALONE = [("bench_impact", "impact of a machine edit on 10 000 active stacks (issue 12)")]
+STANDALONE = [("bench_impact", "impact of a machine edit on 10 000 active stacks (issue 12)"),
+              ("bench_run_record", "the run record: stack page with 500 events and 2 000 attempts, replay (issue 8)")]
 
 
 def report(key: str, label: str, value: float | None, unit: str, reference: float | None = None,

@@ -101,6 +101,58 @@ def _paged(item: dict) -> dict:
     }
 
 
+ATTEMPT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "stack": {"type": "string"},
+        "record": {"type": "integer"},
+        "taskInstance": {"type": ["string", "null"]},
+        "state": {"type": "string"},
+        "name": {"type": "string"},
+        "executor": {"type": "string"},
+        "number": {"type": "integer", "description": "the task's attempt count when this one started"},
+        "outcome": {"enum": ["running", "succeeded", "failed", "lost", "cancelled"]},
+        "error": {"type": ["string", "null"]},
+        "actor": {"type": ["string", "null"], "description": "who reported an external task"},
+        "queuedAt": {"type": ["string", "null"], "format": "date-time"},
+        "startedAt": {"type": ["string", "null"], "format": "date-time"},
+        "finishedAt": {"type": ["string", "null"], "format": "date-time"},
+        "durationSeconds": {"type": ["number", "null"]},
+        "outputLines": {"type": "integer", "description": "lines written in all"},
+        "droppedLines": {"type": "integer", "description": "earliest lines dropped to keep the output bounded"},
+    },
+}
+
+
+def _run_record_paths(stack_id: dict, record: dict, page_params: list) -> dict:
+    """Task attempts (issue #8): every run of every task, kept after the state is left."""
+    attempts = _paged({"$ref": "#/components/schemas/TaskAttempt"})
+    filters = [{"name": n, "in": "query", "schema": {"type": "string"}} for n in ("state", "name", "outcome")]
+    attempt_id = {"name": "attempt_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    listing = {"200": _resp("A page of attempts, newest first", attempts), **_errors(400, 401, 403, 404)}
+    return {
+        "/api/stacks/{stack_id}/tasks": {"get": {
+            "summary": "Every task attempt of every state visit, newest first (filters: state, name, outcome)",
+            "parameters": [stack_id, *filters, *page_params], "responses": listing}},
+        "/api/stacks/removed/{record}/tasks": {"get": {
+            "summary": "A removed stack's task attempts", "parameters": [record, *filters, *page_params],
+            "responses": listing}},
+        "/api/tasks/{attempt_id}": {"get": {
+            "summary": "One task attempt", "parameters": [attempt_id],
+            "responses": {"200": _resp("The attempt", {"$ref": "#/components/schemas/TaskAttempt"}),
+                          **_errors(401, 403, 404)}}},
+        "/api/tasks/{attempt_id}/output": {"get": {
+            "summary": "An attempt's kept output as text/plain; `since` returns the lines after that line "
+                       "number, and the X-Next-Line header gives the number of the last line",
+            "parameters": [attempt_id, {"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0}}],
+            "responses": {"200": {"description": "The output",
+                                  "headers": {"X-Next-Line": {"schema": {"type": "integer"}}},
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          **_errors(400, 401, 403, 404)}}},
+    }
+
+
 def document() -> dict:
     stack_ref = {"$ref": "#/components/schemas/Stack"}
     page_params = [
@@ -125,11 +177,13 @@ def document() -> dict:
                         "id": {"type": "string"},
                         "name": {"type": "string"},
                         "status": {"enum": ["PENDING", "SATISFIED", "ERROR"]},
+                        "phase": {"enum": ["queued", "running", "waiting", "retrying", "done", "failed"]},
                         "errorMessage": {"type": ["string", "null"]},
                         "attempts": {"type": "integer"},
                     },
                 },
                 "Stack": STACK_SCHEMA,
+                "TaskAttempt": ATTEMPT_SCHEMA,
                 "EventMessage": EVENT_MESSAGE,
                 "HistoryEntry": {
                     "type": "object",
@@ -203,6 +257,7 @@ def document() -> dict:
                     },
                 }
             },
+            **_run_record_paths(stack_id, record, page_params),
             "/api/machines": {
                 "get": {"summary": "List machines", "responses": {"200": _resp("Machines"), **_errors(401, 403)}}
             },

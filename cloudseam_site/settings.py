@@ -239,6 +239,10 @@ CLOUDSEAM_EXTERNAL_DEADLINE = env_int("CLOUDSEAM_EXTERNAL_DEADLINE", 7 * 24 * 36
 # /metrics answers these addresses without a token (Prometheus on the same host by default).
 CLOUDSEAM_METRICS_ALLOW = env_networks("CLOUDSEAM_METRICS_ALLOW", "127.0.0.1,::1")
 
+# Task attempts (issue #8): output kept per attempt (its last part), and how long finished ones stay.
+CLOUDSEAM_ATTEMPT_OUTPUT_MAX_BYTES = env_int("CLOUDSEAM_ATTEMPT_OUTPUT_MAX_BYTES", 1024 * 1024)
+CLOUDSEAM_ATTEMPT_RETENTION_DAYS = env_int("CLOUDSEAM_ATTEMPT_RETENTION_DAYS", 90)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

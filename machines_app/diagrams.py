@@ -99,6 +99,38 @@ class Graph:
         raise KeyError(state)
 
 
+@dataclass(frozen=True)
+class RunPath:
+    """The way a stack went: transitions followed (with how often) and states where a task failed.
+
+    Drawn over a machine without colour alone: visited states get a bold outline, followed edges
+    a thick line (with "×N" when taken more than once), states where a task failed a dashed outline.
+    """
+
+    edges: tuple[tuple[str, str, int], ...] = ()  # (from state, to state, times taken)
+    failed: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, edges: Mapping[str, int] | None = None, failed=()) -> RunPath:
+        """From the replay's shape: {"FROM>TO": count} and a list of states."""
+        found = []
+        for key, count in sorted((edges or {}).items()):
+            source, _, target = key.partition(">")
+            found.append((source, target, int(count)))
+        return cls(edges=tuple(found), failed=tuple(sorted(set(failed))))
+
+    @property
+    def visited(self) -> frozenset[str]:
+        return frozenset(s for source, target, _ in self.edges for s in (source, target))
+
+    def count(self, source: str, target: str) -> int:
+        return sum(n for s, t, n in self.edges if s == source and t == target)
+
+    def cache_key(self) -> str:
+        edges = ",".join(f"{s}>{t}={n}" for s, t, n in self.edges)
+        return f"{edges};{','.join(self.failed)}"
+
+
 def build_graph(machine: Machine) -> Graph:
     """Reduce a validated machine to nodes and merged edges (the data both renderers draw)."""
     nodes: list[Node] = []
@@ -174,6 +206,10 @@ TASK_COLOURS: Mapping[str, Colours] = {
 }
 TASK_MARKS: Mapping[str, str] = {PENDING: "○", SATISFIED: "✔", ERROR: "✖"}
 EDGE_COLOUR = "#4b5563"
+# The path taken (RunPath): shape and line style first, colour second, so it reads without colour.
+VISITED = Colours(fill="#ffffff", stroke="#111827", stroke_width=2.5)
+FAILED = Colours(fill="#fee2e2", stroke="#b91c1c", text="#7f1d1d", stroke_width=2.5)
+FOLLOWED_COLOUR, FOLLOWED_WIDTH = "#1e3a8a", 3.0
 
 
 @dataclass(frozen=True)
@@ -193,19 +229,30 @@ class LegendItem:
     text: str
 
 
-def legend() -> tuple[LegendItem, ...]:
-    """What the colours mean, from the same table the renderers use, so the legend cannot drift."""
+def legend(stack: bool = True) -> tuple[LegendItem, ...]:
+    """What the colours mean, from the same table the renderers use, so the legend cannot drift.
+
+    A machine page (``stack=False``) shows no stack: no current state, no task statuses, no path.
+    """
     names = {
         "state": "state",
         "init": "initial state (INIT)",
         "terminal": "terminal state (double border)",
-        "current": "current state",
+        "current": "current state (thick border)",
     }
-    items = [LegendItem(cls, names[cls], c.fill, c.stroke, c.text) for cls, c in STATE_COLOURS.items()]
-    items += [
-        LegendItem(f"task-{status.lower()}", f"task {status}", c.fill, c.stroke, c.text)
-        for status, c in TASK_COLOURS.items()
-    ]
+    items = [LegendItem(cls, names[cls], c.fill, c.stroke, c.text) for cls, c in STATE_COLOURS.items()
+             if stack or cls != "current"]
+    if stack:
+        items += [
+            LegendItem(f"task-{status.lower()}", f"task {status}", c.fill, c.stroke, c.text)
+            for status, c in TASK_COLOURS.items()
+        ]
+        items += [
+            LegendItem("visited", "visited state (bold outline)", VISITED.fill, VISITED.stroke, VISITED.text),
+            LegendItem("failed", "a task failed here (dashed red outline)", FAILED.fill, FAILED.stroke, FAILED.text),
+            LegendItem("followed", "transition taken (thick line, ×N when repeated)", "none", FOLLOWED_COLOUR,
+                       FOLLOWED_COLOUR),
+        ]
     items.append(LegendItem("automatic", "NEXT (automatic, dashed)", "none", EDGE_COLOUR, EDGE_COLOUR))
     return tuple(items)
 
@@ -349,28 +396,49 @@ def _dot_label(node: Node, statuses: Mapping[str, str]) -> str:
     return '<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="1" CELLPADDING="2">' + "".join(rows) + "</TABLE>>"
 
 
-def _dot_node_attrs(node: Node, highlight: str | None) -> dict[str, str]:
+def _dot_node_attrs(node: Node, highlight: str | None, path: RunPath | None = None) -> dict[str, str]:
     classes = _classes(node, highlight)
     colours = STATE_COLOURS[classes[-1] if classes else "state"]
+    extra = []
+    if path is not None and node.state in path.failed:
+        extra, colours = ["failed"], FAILED if "current" not in classes else colours
+    elif path is not None and node.state in path.visited:
+        extra = ["visited"]
+        if not set(classes) & {"current", "init"}:
+            colours = VISITED
     attrs = {
         "id": svg_node_id(node.state),
-        "class": " ".join(["state", *classes]),
+        "class": " ".join(["state", *classes, *extra]),
         "fillcolor": colours.fill,
         "color": colours.stroke,
         "fontcolor": colours.text,
-        "penwidth": f"{colours.stroke_width:g}",
+        "penwidth": f"{max(colours.stroke_width, 2.5 if extra else 0):g}",
     }
+    if "failed" in extra:
+        attrs["style"] = "rounded,filled,dashed"
     if node.terminal:
         attrs["peripheries"] = "2"
     return attrs
 
 
-def _dot_edge_attrs(edge: Edge, compact: bool) -> dict[str, str]:
+def svg_edge_id(source: str, target: str, automatic: bool = False) -> str:
+    """The ``id`` of a transition's ``<g>`` in the DOT SVG (``edge-RUN--PROVISION``, ``-next`` for NEXT)."""
+    return f"edge-{_encode(source)}--{_encode(target)}{'-next' if automatic else ''}"
+
+
+def _dot_edge_attrs(edge: Edge, compact: bool, path: RunPath | None = None) -> dict[str, str]:
     """Edge attributes; a compact layout puts the event as ``xlabel`` (placed after layout)."""
-    label = graphviz.escape(_printable(edge.label))
-    attrs = {"xlabel" if compact else "label": label, "class": "transition"}
+    taken = path.count(edge.source, edge.target) if path is not None else 0
+    text = edge.label + (f" ×{taken}" if taken > 1 else "")
+    label = graphviz.escape(_printable(text))
+    classes = ["transition", *(["automatic"] if edge.automatic else []), *(["followed"] if taken else [])]
+    attrs = {"xlabel" if compact else "label": label, "class": " ".join(classes)}
+    if path is not None:  # a stack's page: the scrubber finds the edge by id
+        attrs["id"] = svg_edge_id(edge.source, edge.target, edge.automatic)
     if edge.automatic:
-        attrs.update({"class": "transition automatic", "style": "dashed"})
+        attrs["style"] = "dashed"
+    if taken:
+        attrs.update({"penwidth": f"{FOLLOWED_WIDTH:g}", "color": FOLLOWED_COLOUR, "fontcolor": FOLLOWED_COLOUR})
     return attrs
 
 
@@ -382,7 +450,8 @@ def _dot_graph_attrs(compact: bool) -> dict[str, str]:
     return attrs
 
 
-def to_dot(machine: Machine, highlight: str | None = None, task_status: Mapping[str, str] | None = None) -> str:
+def to_dot(machine: Machine, highlight: str | None = None, task_status: Mapping[str, str] | None = None,
+           path: RunPath | None = None) -> str:
     """Graphviz DOT text, left to right; each state's SVG ``<g>`` gets ``id="state-<NAME>"``.
 
     Graphviz copies ``id`` and ``class`` into the SVG (``<g id="state-INIT" class="node state
@@ -396,6 +465,9 @@ def to_dot(machine: Machine, highlight: str | None = None, task_status: Mapping[
     machine to a fraction of a second at the cost of some label overlap. A DESTROY edge from each
     of 300 states still takes dot about 10 s: ``render_svg``'s timeout turns that into a
     DiagramError and the page draws the Mermaid text instead.
+
+    With a ``path`` (a stack's run) visited states, followed transitions and states where a task
+    failed are marked too (see ``RunPath``); each edge's ``<g>`` has ``id=svg_edge_id(...)``.
     """
     graph = build_graph(machine)
     _check_highlight(graph, highlight)
@@ -408,9 +480,9 @@ def to_dot(machine: Machine, highlight: str | None = None, task_status: Mapping[
     )
     for node in graph.nodes:
         label = _dot_label(node, _statuses(node, highlight, task_status))
-        dot.node(_encode(node.state), label=label, _attributes=_dot_node_attrs(node, highlight))
+        dot.node(_encode(node.state), label=label, _attributes=_dot_node_attrs(node, highlight, path))
     for edge in graph.edges:
-        dot.edge(_encode(edge.source), _encode(edge.target), _attributes=_dot_edge_attrs(edge, compact))
+        dot.edge(_encode(edge.source), _encode(edge.target), _attributes=_dot_edge_attrs(edge, compact, path))
     return dot.source
 
 
@@ -426,6 +498,25 @@ def svg_css(scope: str = "svg") -> str:
         f"{scope} g.node.{cls} path:first-of-type {{ fill: {c.fill}; stroke: {c.stroke}; "
         f"stroke-width: {c.stroke_width:g}px; }}"
         for cls, c in STATE_COLOURS.items()
+    ]
+    return "\n".join(rules) + "\n"
+
+
+def path_css(scope: str = "svg") -> str:
+    """CSS for the path (RunPath) as classes, so the timeline scrubber redraws it without a new layout."""
+    rules = [
+        f"{scope} g.node.visited path:first-of-type {{ stroke-width: {VISITED.stroke_width:g}px; }}",
+        f"{scope} g.node.visited:not(.current):not(.init):not(.failed) path:first-of-type {{ "
+        f"stroke: {VISITED.stroke}; }}",
+        f"{scope} g.node.failed path:first-of-type {{ stroke: {FAILED.stroke}; stroke-dasharray: 6 3; "
+        f"stroke-width: {FAILED.stroke_width:g}px; }}",
+        f"{scope} g.node.failed:not(.current) path:first-of-type {{ fill: {FAILED.fill}; }}",
+        f"{scope} g.node:not(.visited):not(.failed):not(.current) path:first-of-type {{ stroke-dasharray: none; }}",
+        f"{scope} g.edge.followed path {{ stroke: {FOLLOWED_COLOUR}; stroke-width: {FOLLOWED_WIDTH:g}px; }}",
+        f"{scope} g.edge.followed polygon {{ stroke: {FOLLOWED_COLOUR}; fill: {FOLLOWED_COLOUR}; }}",
+        f"{scope} g.edge:not(.followed) path {{ stroke: {EDGE_COLOUR}; stroke-width: 1px; }}",
+        f"{scope} g.edge:not(.followed) polygon {{ stroke: {EDGE_COLOUR}; fill: {EDGE_COLOUR}; }}",
+        f"{scope} g.edge.followed text {{ fill: {FOLLOWED_COLOUR}; font-weight: bold; }}",
     ]
     return "\n".join(rules) + "\n"
 

@@ -29,7 +29,7 @@ from stacks.admin_forms import (
     StackMetadataForm,
     metadata_table_html,
 )
-from stacks.models import ERROR, PENDING, Stack, StackEvent, Task
+from stacks.models import ERROR, PENDING, Stack, StackEvent, Task, TaskAttempt
 from stacks.runtime import queueing
 
 
@@ -344,3 +344,30 @@ class StackEventAdmin(RoleAdminMixin, admin.ModelAdmin):
     @admin.display(description="error")
     def short_error(self, obj: StackEvent) -> str:
         return obj.error if len(obj.error) <= 80 else obj.error[:79] + "…"
+
+
+# --- task attempts (the run record) ------------------------------------------------------------------
+
+
+@admin.register(TaskAttempt)
+class TaskAttemptAdmin(RoleAdminMixin, admin.ModelAdmin):
+    """Read-only for everybody: attempts are the record of what ran (pruned by `prune_attempts`)."""
+
+    operate_role = None
+    list_display = ("started_at", "stack", "state", "task_name", "number", "executor", "outcome", "duration")
+    list_filter = ("outcome", "executor")
+    list_select_related = ("stack",)
+    search_fields = ("stack__key", "task_name", "error")
+    show_full_result_count = False
+    fields = ("stack", "task", "state", "task_name", "executor", "number", "outcome", "error", "actor", "queued_at",
+              "started_at", "finished_at", "duration", "line_count", "dropped_lines", "kept_output")
+    readonly_fields = fields
+
+    @admin.display(description="duration")
+    def duration(self, obj: TaskAttempt) -> str:
+        seconds = obj.duration_seconds
+        return "" if seconds is None else f"{seconds:.1f} s"
+
+    @admin.display(description="output (kept)")
+    def kept_output(self, obj: TaskAttempt) -> str:
+        return format_html("<pre>{}</pre>", obj.output[-20_000:]) if obj.output else "-"

@@ -2,7 +2,8 @@
 
 Pure Python (no Django, no database, no clock): the service layer loads a snapshot, calls
 `apply_event`, and persists the result, so these rules can be tested fast and exhaustively.
-Public: `apply_event`, `merge_metadata` (§3 step 3), `is_removable` (§3 step 6), `EventRejected`.
+Public: `apply_event`, `retry_task` (one failed task), `merge_metadata` (§3 step 3), `is_removable`
+(§3 step 6), `EventRejected`.
 """
 
 from __future__ import annotations
@@ -365,6 +366,30 @@ def _retry(stack: StackSnapshot, event: str, new_id: Callable[[], str]) -> _Step
         for task in stack.tasks
     )
     return _Step(_with_tasks(stack, tasks), retired=tuple(targets))
+
+
+def retry_task(
+    machine: Machine, stack: StackSnapshot, task_ref: Mapping | None, *, new_id: Callable[[], str]
+) -> Outcome:
+    """Run one failed task again: it gets a new PENDING instance, the other tasks stay as they are.
+
+    The task is named by `{"name": …}` or `{"id": …}` (a current instance); only an ERROR task can be
+    retried this way (RETRY_PENDING_TASKS re-dispatches pending ones).
+    """
+    _check_stack_state(machine, stack)
+    try:
+        index = _find_task(stack, "RETRY_TASK", task_ref)
+    except _Ignored as stale:
+        raise EventRejected("unknown_task", f"cannot retry: {stale.reason}") from None
+    task = stack.tasks[index]
+    if task.status != ERROR:
+        raise EventRejected(
+            "nothing_to_retry",
+            f"task {task.name} of stack {stack.id} is {task.status}, not failed; only a failed task can be retried",
+        )
+    again = TaskInstance(new_id(), task.name, PENDING, None, task.attempts)
+    step = _Step(_with_task(stack, index, again), retired=(task,))
+    return _outcome(machine, stack, step)
 
 
 # --- small helpers -------------------------------------------------------------------------------

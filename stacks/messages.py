@@ -19,6 +19,7 @@ from machines_app.spec.model import TASK_COMPLETED, TASK_ERROR
 STACK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 EVENT_RE = re.compile(r"^[A-Z0-9_-]{1,63}$")
 MACHINE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+RETRY_TASK = "RETRY_TASK"  # a service event (stacks.services); it names the task to run again
 TASK_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 TASK_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 RESERVED_STACK_IDS = ("new", "removed")  # /stacks/new/ and /stacks/removed/ are pages, not stacks
@@ -209,6 +210,6 @@ def parse_message(data: object) -> EventMessage:
         description=_short_text(data.get("description"), "description", MAX_DESCRIPTION),
         message_id=_short_text(data.get("id"), "id", MAX_MESSAGE_ID),
     )
-    if message.event in (TASK_COMPLETED, TASK_ERROR) and message.task is None:
+    if message.event in (TASK_COMPLETED, TASK_ERROR, RETRY_TASK) and message.task is None:
         raise BadMessage(f"{message.event} needs task: {{\"name\": …}} or {{\"id\": …}}")
     return message

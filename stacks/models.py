@@ -141,6 +141,27 @@ class Task(models.Model):
             return (self.finished_at - self.started_at).total_seconds()
         return None
 
+    @property
+    def phase(self) -> str:
+        """A finer word than `status` for people: queued, running, waiting, retrying, done, failed.
+
+        `status` stays the engine's PENDING/SATISFIED/ERROR; a PENDING task is waiting for a person
+        (external), queued, running, or retrying (running, or queued, again after a failed attempt).
+        """
+        if self.status == SATISFIED:
+            return PHASE_DONE
+        if self.status == ERROR:
+            return PHASE_FAILED
+        if self.executor == "external" or (self.started_at and self.heartbeat_at is None and not self.finished_at):
+            return PHASE_WAITING  # a person, or an outside system's callback (the job is over)
+        if self.started_at is None:
+            return PHASE_RETRYING if self.attempts else PHASE_QUEUED
+        return PHASE_RETRYING if self.attempts > 1 else PHASE_RUNNING
+
+
+PHASE_QUEUED, PHASE_RUNNING, PHASE_WAITING, PHASE_RETRYING, PHASE_DONE, PHASE_FAILED = (
+    "queued", "running", "waiting", "retrying", "done", "failed")
+
 
 def current_tasks_by_stack(stacks: list[Stack]) -> dict[int, list[Task]]:
     """One query for the current tasks of a page of stacks (never one query per row)."""
@@ -172,6 +193,10 @@ class StackEvent(models.Model):
     status_code = models.PositiveSmallIntegerField(default=200)
     response = models.JSONField(default=dict, blank=True)  # the first answer, for repeated message ids
     fingerprint = models.CharField(max_length=64, blank=True)  # of the message, to refuse a reused id
+    # The machine version the stack was pinned to when this entry was written (replaying history
+    # across an UPGRADE_MACHINE needs it); null on entries written before it was recorded.
+    machine_version = models.ForeignKey(MachineVersion, null=True, blank=True, on_delete=models.SET_NULL,
+                                        related_name="+")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -188,3 +213,48 @@ class StackEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stack_key} {self.event} ({self.outcome})"
+
+
+ATTEMPT_RUNNING, ATTEMPT_SUCCEEDED, ATTEMPT_FAILED, ATTEMPT_LOST, ATTEMPT_CANCELLED = (
+    "running", "succeeded", "failed", "lost", "cancelled")
+ATTEMPT_OUTCOMES = [(o, o) for o in (ATTEMPT_RUNNING, ATTEMPT_SUCCEEDED, ATTEMPT_FAILED, ATTEMPT_LOST,
+                                     ATTEMPT_CANCELLED)]
+
+
+class TaskAttempt(models.Model):
+    """One run of one task instance: a job's try (a job may try several times, `retries`), or a
+    person completing an external task. Kept after the state is left, after a retry replaced the
+    instance and after the stack is removed (until `prune_attempts`); written by `stacks.attempts`.
+    """
+
+    task = models.ForeignKey(Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    stack = models.ForeignKey(Stack, on_delete=models.CASCADE, related_name="attempts")
+    state = models.CharField(max_length=63)
+    task_name = models.CharField(max_length=63)
+    executor = models.CharField(max_length=20)
+    number = models.PositiveIntegerField(default=1)  # the task's attempt count when this one started
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=10, choices=ATTEMPT_OUTCOMES, default=ATTEMPT_RUNNING, db_index=True)
+    error = models.TextField(blank=True)
+    output = models.TextField(blank=True)  # the kept (last) lines; see dropped_lines
+    line_count = models.PositiveIntegerField(default=0)  # lines written in all, kept or not
+    dropped_lines = models.PositiveIntegerField(default=0)  # earliest lines dropped to keep the bound
+    actor = models.CharField(max_length=200, blank=True)  # who completed an external task
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [
+            models.Index(fields=["stack", "-started_at", "-id"], name="attempt_stack_idx"),
+            models.Index(fields=["finished_at"], name="attempt_finished_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_name} #{self.number} ({self.outcome})"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return max(0.0, (self.finished_at - self.started_at).total_seconds())
+        return None

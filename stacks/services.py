@@ -19,7 +19,7 @@ from django.utils import timezone
 from cloudseam_site.accounts.roles import Actor
 from machines_app.models import Machine
 from machines_app.spec import SYSTEM_EVENTS
-from stacks import effects, engine
+from stacks import attempts, effects, engine
 from stacks.messages import BadMessage, EventMessage, parse_message
 from stacks.models import (
     OUTCOME_APPLIED,
@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 UPDATE_METADATA = "UPDATE_METADATA"  # merge metadata only, in any state (pages, admin, API)
 UPGRADE_MACHINE = "UPGRADE_MACHINE"  # pin the stack to its machine's newest version
-SERVICE_EVENTS = (UPDATE_METADATA, UPGRADE_MACHINE)
+RETRY_TASK = "RETRY_TASK"  # run one failed task again (task: {name} or {id}); the others stay as they are
+SERVICE_EVENTS = (UPDATE_METADATA, UPGRADE_MACHINE, RETRY_TASK)
 
 STATUS_BY_CODE = {
     "nothing_to_upgrade": 409,
@@ -209,6 +210,8 @@ def _run_engine(stack: Stack, machine, before: engine.StackSnapshot, msg: EventM
         return engine.Outcome(stack=before)  # the merge already happened in `before`
     if msg.event == UPGRADE_MACHINE:
         return _upgrade_machine(stack, before)
+    if msg.event == RETRY_TASK:
+        return engine.retry_task(machine, before, msg.task, new_id=new_task_id)
     return engine.apply_event(
         machine, before, msg.event, task_ref=msg.task, description=msg.description, new_id=new_task_id
     )
@@ -264,6 +267,8 @@ def _apply(msg: EventMessage, *, actor: str | Actor, source: str) -> EventResult
         effects.after_commit(stack.key, event=event_json(record))
         return EventResult(200, snapshot, OUTCOME_IGNORED, stack=stack)
     current = _persist(stack, tasks, before, outcome, machine)
+    attempts.note_reports(msg.event, source, str(actor), before, outcome.stack, outcome.retired,
+                          (*tasks, *current), msg.description)
     snapshot = stack_json(stack, current)
     record = _record(msg, stack, actor, source, OUTCOME_APPLIED, None if _created else before.state, stack.state,
                      "", 200, snapshot, tasks=tasks)
@@ -293,6 +298,7 @@ def _record(msg: EventMessage, stack: Stack | None, actor, source: str, outcome:
         status_code=status,
         response=response,
         fingerprint=msg.fingerprint if keep_id and msg.message_id else "",
+        machine_version_id=stack.machine_version_id if stack is not None else None,
     )
 
 

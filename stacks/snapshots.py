@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from cloudseam_site.api import iso
-from stacks.models import Stack, StackEvent, Task
+from stacks.models import Stack, StackEvent, Task, TaskAttempt
 
 
 def task_json(task: Task) -> dict:
@@ -13,6 +13,7 @@ def task_json(task: Task) -> dict:
         "id": task.id,
         "name": task.name,
         "status": task.status,
+        "phase": task.phase,
         "errorMessage": task.error_message or None,
         "attempts": task.attempts,
         "executor": task.executor,
@@ -55,4 +56,27 @@ def event_json(event: StackEvent) -> dict:
         "metadata": event.metadata,
         "task": event.task_ref or None,
         "createdAt": iso(event.created_at),
+    }
+
+
+def attempt_json(attempt: TaskAttempt, *, stack_key: str | None = None) -> dict:
+    """One task attempt (GET /api/tasks/<id>); its output is read apart (…/output)."""
+    return {
+        "id": attempt.pk,
+        "stack": stack_key if stack_key is not None else attempt.stack.key,
+        "record": attempt.stack_id,
+        "taskInstance": attempt.task_id,
+        "state": attempt.state,
+        "name": attempt.task_name,
+        "executor": attempt.executor,
+        "number": attempt.number,
+        "outcome": attempt.outcome,
+        "error": attempt.error or None,
+        "actor": attempt.actor or None,
+        "queuedAt": iso(attempt.queued_at),
+        "startedAt": iso(attempt.started_at),
+        "finishedAt": iso(attempt.finished_at),
+        "durationSeconds": attempt.duration_seconds,
+        "outputLines": attempt.line_count,
+        "droppedLines": attempt.dropped_lines,
     }

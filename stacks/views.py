@@ -23,7 +23,7 @@ from cloudseam_site.accounts.roles import request_actor, role_required
 from machines_app import diagrams
 from machines_app.diagram_context import diagram_context
 from machines_app.models import Machine
-from stacks import services
+from stacks import run_views, services
 from stacks.forms import (
     METADATA_HELP,
     SORT_LABELS,
@@ -196,6 +196,7 @@ def detail_context(request: HttpRequest, stack: Stack, **extra) -> dict:
     history = _history_page(request, stack)
     highlight = stack.state if stack.state in machine.states else None
     newest = stack.machine.current_version_id
+    run = run_views.run_context(request, stack)
     context = {
         "stack": stack,
         "tasks": tasks,
@@ -216,7 +217,8 @@ def detail_context(request: HttpRequest, stack: Stack, **extra) -> dict:
         "page_data": _page_data(stack, machine, tasks, history),
         "blank_choice": EventChoice("EVENT", "TARGET", terminal=False),
         "blank_terminal_choice": EventChoice("EVENT", "TARGET", terminal=True),
-        **diagram_context(stack.machine_version, highlight=highlight),
+        **run,
+        **diagram_context(stack.machine_version, highlight=highlight, path=run["run_path"]),
     }
     context.update(extra)
     return context
@@ -296,6 +298,19 @@ def stack_retry(request: HttpRequest, stack_id: str) -> HttpResponse:
         return _refuse(request, stack, "choose to retry failed or pending tasks")
     result = services.send(stack.key, form.event, actor=request_actor(request), source=SOURCE)
     return _answer(request, stack, result, f"{form.cleaned_data['which'].capitalize()} tasks sent to run again")
+
+
+@role_required(ROLE_OPERATOR)
+@require_POST
+def stack_retry_task(request: HttpRequest, stack_id: str) -> HttpResponse:
+    """Retry one failed task (RETRY_TASK through handle_event); the stack's other tasks stay as they are."""
+    stack = _operable(stack_id)
+    name = request.POST.get("task", "")
+    if not name or len(name) > 63:
+        return _refuse(request, stack, "name the failed task to retry")
+    result = services.send(stack.key, services.RETRY_TASK, task={"name": name}, actor=request_actor(request),
+                           source=SOURCE)
+    return _answer(request, stack, result, f"Task {name} sent to run again")
 
 
 @role_required(ROLE_OPERATOR)

@@ -42,7 +42,8 @@ def test_it_shows_a_machine_with_diagrams_yaml_versions_and_warnings(as_viewer, 
     assert 'id="L1"' in html and "version: 1" in html
     assert "v2" in html and "v1" in html and "on-v1" in html
     assert "EXTRA" in html and "Warnings" in html  # declared but never handled
-    assert "current state" in html  # the legend
+    assert "terminal state" in html  # the legend, with only what a machine page can show (issue #8)
+    assert "current state" not in html and "task PENDING" not in html and "visited state" not in html
     if diagrams.dot_available():
         assert "<svg" in html
 

@@ -34,7 +34,7 @@ def test_it_shows_a_stack_with_diagram_tasks_history_and_metadata(as_viewer, sho
     assert "PAUSE" in html and "LAUNCH" in html  # history
     assert "owner" in html and "team-a" in html and "number" in html
     if diagrams.dot_available():
-        assert 'id="state&#45;WAIT" class="node state current"' in html
+        assert 'id="state&#45;WAIT" class="node state current visited"' in html
     else:
         assert 'id="diagram-dot"' in html
 

@@ -20,6 +20,7 @@ from rq import get_current_job
 
 from cloudseam_site.strict_json import scrub
 from machines_app.spec.model import TASK_COMPLETED, TASK_ERROR
+from stacks import attempts
 from stacks.live import publish as live
 from stacks.models import PENDING, Task
 from stacks.runtime import queueing
@@ -87,13 +88,31 @@ class _Heartbeat:
 
 
 class _Output:
-    """Keeps the last lines of a task's output, saves them now and then, and streams them live."""
+    """Keeps the last lines of a task's output, saves them now and then, and streams them live.
+
+    The current attempt's own bounded copy (`stacks.attempts.OutputBuffer`) is saved with the same
+    flush, so recording attempts adds no write per line.
+    """
 
     def __init__(self, task: Task):
         self.task = task
         self.lines: list[str] = task.output_tail.splitlines()[-OUTPUT_TAIL_LINES:] if task.output_tail else []
         self.last_flush = time.monotonic()  # the first save after a second; a short task saves once, at the end
         self.lock = threading.Lock()
+        self.attempt_id: int | None = None
+        self.buffer = attempts.OutputBuffer()
+
+    def start_attempt(self, number: int) -> None:
+        """Close nothing, open a new attempt: its output starts empty."""
+        with self.lock:
+            self.attempt_id = attempts.start(self.task, number).pk
+            self.buffer = attempts.OutputBuffer()
+
+    def finish_attempt(self, result: TaskResult) -> None:
+        if self.attempt_id is None:
+            return
+        with self.lock:
+            attempts.finish(self.attempt_id, ok=result.ok, error=result.error or "", buffer=self.buffer)
 
     def add(self, lines: list[str]) -> None:
         if not lines:
@@ -101,6 +120,7 @@ class _Output:
         lines = [line.replace("\x00", "\ufffd") for line in lines]  # PostgreSQL text cannot hold NUL
         with self.lock:
             self.lines = (self.lines + list(lines))[-OUTPUT_TAIL_LINES:]
+            self.buffer.add(lines)
         live.publish_output(self.task.stack.key, self.task.id, list(lines))
         if time.monotonic() - self.last_flush > OUTPUT_FLUSH_SECONDS:
             self.flush()
@@ -109,6 +129,8 @@ class _Output:
         """Save the output (with any other `fields` of the task row, in the same UPDATE)."""
         with self.lock:
             text = "\n".join(self.lines)
+            if self.attempt_id is not None:
+                attempts.save_output(self.attempt_id, self.buffer)
         self.last_flush = time.monotonic()
         Task.objects.filter(pk=self.task.id).update(output_tail=text, **fields)
 
@@ -179,9 +201,13 @@ def run_task(task_id: str) -> str:
             if lease.revoked:  # the task was failed as lost meanwhile: no more attempts here
                 break
             if attempt:
-                output.add([f"--- retry {attempt} of {task_def.retries} after: {result.error}"])
                 Task.objects.filter(pk=task_id).update(attempts=F("attempts") + 1)
+            output.start_attempt(task.attempts + attempt)  # each try is an attempt of its own
+            if attempt:
+                output.add([f"--- retry {attempt} of {task_def.retries} after: {result.error}"])
             result = run_executor(_context(task, task_def, snapshot, output, workdir, lease))
+            if not result.waiting:
+                output.finish_attempt(result)
             if result.ok:
                 break
     return _report(task, _explain_default_timeout(result, task_def), output)

@@ -4,5 +4,5 @@ import { ensureDiagram } from "./diagram.js";
 import { tickRelativeTimes } from "./live.js";
 
 const figure = document.getElementById("diagram");
-if (figure) ensureDiagram(figure);
+if (figure) ensureDiagram(figure).then(() => document.dispatchEvent(new CustomEvent("cloudseam:diagram")));
 tickRelativeTimes();

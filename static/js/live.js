@@ -58,6 +58,7 @@ export function setTime(node, iso) {
   node.dateTime = iso || "";
   node.textContent = relativeTime(iso);
   node.title = iso ? new Date(iso).toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC").replace("Z", " UTC") : "";
+  node.tabIndex = 0; // the exact time (title) on focus as on hover
 }
 
 /** Keep every <time data-relative> of the page current. */

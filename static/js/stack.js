@@ -82,7 +82,7 @@ function taskBody(task) {
   return h("tbody", { class: "task", dataset: { taskId: task.id } },
     h("tr", {},
       h("th", { scope: "row" }, h("span", { class: "task-name" }), " ", h("span", { class: "muted executor" })),
-      h("td", {}, h("span", { class: "task-status" }), " ", h("span", { class: "task-overdue", hidden: true, text: "overdue" })),
+      h("td", {}, h("span", { class: "task-status" }), " ", h("span", { class: "task-phase", "data-col": "phase" }), " ", h("span", { class: "task-overdue", hidden: true, text: "overdue" })),
       h("td", { class: "num", "data-col": "attempts" }),
       h("td", { "data-col": "duration" }),
       h("td", { class: "task-error", "data-col": "error" })),
@@ -105,6 +105,28 @@ function taskActions(body, task) {
   body.querySelector(".task-more td").append(actions);
 }
 
+function taskRetry(body, task) {
+  const template = $("tpl-task-retry");
+  const wanted = template && !current.removed && task.status === "ERROR";
+  const existing = body.querySelector("[data-task-retry]");
+  if (!wanted) {
+    existing?.remove();
+    return;
+  }
+  if (existing) return;
+  const form = template.content.firstElementChild.cloneNode(true);
+  for (const input of form.querySelectorAll("input[name=task]")) input.value = task.name;
+  body.querySelector(".task-more td").append(form);
+}
+
+function phaseText(task) {
+  const phase = task.phase || task.status.toLowerCase();
+  if ((phase === "running" || phase === "retrying") && task.startedAt && !task.finishedAt) {
+    return `${phase} ${Math.max(0, Math.round((Date.now() - timeOf(task.startedAt)) / 1000))} s`;
+  }
+  return phase;
+}
+
 function fillTask(body, task) {
   body.querySelector(".task-name").textContent = task.name;
   body.querySelector(".executor").textContent = task.executor || "";
@@ -113,6 +135,12 @@ function fillTask(body, task) {
   status.className = `task-status status-${task.status.toLowerCase()}`;
   const overdue = body.querySelector(".task-overdue");
   if (overdue) overdue.hidden = !task.overdue;
+  const phase = body.querySelector('[data-col="phase"]');
+  phase.textContent = phaseText(task);
+  phase.className = `task-phase phase-${task.phase || ""}`;
+  phase.dataset.phase = task.phase || "";
+  phase.dataset.started = task.startedAt || "";
+  phase.dataset.finished = task.finishedAt || "";
   body.querySelector('[data-col="attempts"]').textContent = task.attempts;
   const duration = body.querySelector('[data-col="duration"]');
   duration.dataset.started = task.startedAt || "";
@@ -121,6 +149,7 @@ function fillTask(body, task) {
   duration.textContent = durationText(task);
   body.querySelector('[data-col="error"]').textContent = task.errorMessage || "";
   taskActions(body, task);
+  taskRetry(body, task);
   const waiting = pendingOutput.get(task.id);
   if (waiting) {
     pendingOutput.delete(task.id);
@@ -217,12 +246,12 @@ function markMetadataErrors(form, result) {
 
 function historyItem(entry, fresh) {
   const moved = entry.fromState || entry.toState;
-  return h("li", { class: `history-item history-${entry.outcome}${fresh ? " new" : ""}`, dataset: { eventId: entry.id } },
+  return h("li", { class: `history-item history-${entry.outcome}${fresh ? " new" : ""}`, id: `event-${entry.id}`, dataset: { eventId: entry.id } },
     h("div", { class: "history-head" },
       h("span", { class: "history-event", text: entry.event }), " ",
       h("span", { class: `badge outcome-badge outcome-${entry.outcome}`, text: entry.outcome }), " ",
       moved ? h("span", { class: "history-transition", text: `${entry.fromState || "new"} → ${entry.toState || "—"}` }) : null,
-      (() => { const t = h("time", { "data-relative": true }); setTime(t, entry.createdAt); return t; })()),
+      (() => { const t = h("time", { "data-relative": true, tabindex: "0" }); setTime(t, entry.createdAt); return t; })()),
     h("div", { class: "history-by", text: `by ${entry.actor || "unknown"} via ${entry.source}${entry.task ? ` · task ${entry.task}` : ""}` }),
     entry.error ? h("div", { class: "history-error", text: entry.error }) : null,
     entry.metadata && Object.keys(entry.metadata).length
@@ -267,7 +296,8 @@ function announceChanges(before, stack) {
 }
 
 function renderDiagram(stack) {
-  if (!svg) return;
+  if (!svg || document.documentElement.dataset.scrubbing) return; // the timeline shows the past; it calls back
+
   highlightState(svg, data.nodeIds, stack.state);
   showTaskStatuses(svg, data.nodeIds, stack.state, stack.tasks);
   $("diagram").setAttribute("aria-label", `Diagram of ${stack.machine}; current state ${stack.state}; ` +
@@ -301,6 +331,7 @@ function applyStack(stack, { force = false } = {}) {
     if ($("metadata-edit")) $("metadata-edit").hidden = true;
   }
   announceChanges(before, stack);
+  document.dispatchEvent(new CustomEvent("cloudseam:stack-updated"));
 }
 
 function onMessage(message) {
@@ -371,6 +402,11 @@ if (metadataEditor) {
 }
 
 window.setInterval(() => {
+  for (const cell of document.querySelectorAll('[data-col="phase"][data-started]')) {
+    if (cell.dataset.started && !cell.dataset.finished) {
+      cell.textContent = phaseText({ phase: cell.dataset.phase, status: "PENDING", startedAt: cell.dataset.started, finishedAt: null });
+    }
+  }
   for (const cell of document.querySelectorAll('td[data-col="duration"][data-started]')) {
     if (cell.dataset.started && !cell.dataset.finished && (cell.dataset.status || "PENDING") === "PENDING") {
       cell.textContent = durationText({ startedAt: cell.dataset.started, finishedAt: null, status: "PENDING" });
@@ -384,6 +420,8 @@ ensureDiagram(figure).then((drawn) => {
   svg = drawn;
   renderDiagram(current);
   wireZoom($("diagram-zoom"), figure);
+  document.dispatchEvent(new CustomEvent("cloudseam:diagram"));
 });
+document.addEventListener("cloudseam:live", () => renderDiagram(current));
 if (current.removed) applyStack(current, { force: true });
 else new LiveSocket(data.wsPath, onMessage).start();
