@@ -166,3 +166,8 @@ class StackEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stack_key} {self.event} ({self.outcome})"
+
+
+# Models of the stacks app kept in their own packages (imported here so Django finds them).
+from stacks.hooks.models import HookDelivery, InboundHook  # noqa: E402, F401
+from stacks.notifications.models import NotificationDelivery, NotificationTarget  # noqa: E402, F401
