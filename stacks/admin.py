@@ -344,3 +344,8 @@ class StackEventAdmin(RoleAdminMixin, admin.ModelAdmin):
     @admin.display(description="error")
     def short_error(self, obj: StackEvent) -> str:
         return obj.error if len(obj.error) <= 80 else obj.error[:79] + "…"
+
+
+# Admin pages of the stacks app's own packages.
+from stacks.hooks import admin as hooks_admin  # noqa: E402, F401
+from stacks.notifications import admin as notifications_admin  # noqa: E402, F401
