@@ -183,3 +183,9 @@ def test_it_takes_generic_signed_json(client, simple_machine):
     assert answer.status_code == 200 and Stack.objects.get(key="nightly").metadata == {"build": "1234"}
     assert client.post("/hooks/deployer", raw, content_type="application/json", headers=headers).status_code == 409
     assert StackEvent.objects.get(stack_key="nightly").actor == "generic:deployer"
+
+
+def test_it_describes_hooks_in_the_openapi_document(client):
+    document = client.get("/api/openapi.json").json()
+    hooks = document["paths"]["/hooks/{name}"]["post"]
+    assert {"200", "202", "401", "404", "409"} <= set(hooks["responses"])
