@@ -167,7 +167,14 @@ def document() -> dict:
         "openapi": "3.1.0",
         "info": {"title": "CloudSeam API", "version": "1"},
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "githubSignature": {"type": "apiKey", "in": "header", "name": "X-Hub-Signature-256",
+                                    "description": "sha256=<hex HMAC-SHA256 of the raw body, keyed by the secret>"},
+                "gitlabToken": {"type": "apiKey", "in": "header", "name": "X-Gitlab-Token"},
+                "cloudseamSignature": {"type": "apiKey", "in": "header", "name": "X-CloudSeam-Signature-256",
+                                       "description": "as X-Hub-Signature-256 (generic hooks)"},
+            },
             "schemas": {
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"},
                           "warning": {"type": "string", "description": "sent metadata that was not applied"}}},
@@ -285,6 +292,7 @@ def document() -> dict:
                     },
                 },
             },
+            "/hooks/{name}": HOOKS_PATH,
             "/api/machines/{name}/impact": {
                 "post": {
                     "summary": "What saving this YAML as the machine's newest version would do to its active stacks",
@@ -300,6 +308,42 @@ def document() -> dict:
             },
         },
     }
+
+
+HOOK_HEADERS = [
+    {"name": "X-GitHub-Event", "in": "header", "schema": {"type": "string"}, "description": "pull_request or ping"},
+    {"name": "X-GitHub-Delivery", "in": "header", "schema": {"type": "string"}, "description": "GitHub delivery id"},
+    {"name": "X-Gitlab-Event", "in": "header", "schema": {"type": "string"}, "description": "Merge Request Hook"},
+    {"name": "X-Gitlab-Event-UUID", "in": "header", "schema": {"type": "string"}},
+    {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"},
+     "description": "GitLab and generic hooks: the delivery id, the same on the sender's retries"},
+]
+HOOKS_PATH = {
+    "post": {
+        "summary": "Receive a signed webhook (GitHub pull_request, GitLab Merge Request Hook, or generic JSON)",
+        "description": "The hook is configured in the admin (Inbound hooks): source, secret, machine, stack id "
+                       "template (`pr-{number}`) and the event for open, update (new commits) and close/merge. "
+                       "The delivery is checked (GitHub/generic: HMAC-SHA256 of the body; GitLab: the token, "
+                       "constant-time), its id is kept so a replay is refused, and the mapped event goes through "
+                       "the same door as every other event (source `webhook`, actor `<source>:<hook name>`). "
+                       "A generic body is `{\"stackId\", \"event\", \"metadata\"}` with an Idempotency-Key header.",
+        "security": [{"githubSignature": []}, {"gitlabToken": []}, {"cloudseamSignature": []}],
+        "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                       *HOOK_HEADERS],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+        "responses": {
+            "200": _resp("Applied: `{status, kind, stackId, event, stack}`"),
+            "202": _resp("Not mapped by this hook (another action or event kind, or a ping): "
+                         "`{status: ignored, kind, reason}`"),
+            "400": _resp("The body is not JSON of the host's shape, or the delivery has no id", ERROR),
+            "401": _resp("The signature or token does not match; nothing was changed", ERROR),
+            "404": _resp("No enabled hook of this name", ERROR),
+            "409": _resp("The delivery id was already received (with `firstStatus`, `firstAnswer`), or the "
+                         "stack refused the event in its state", ERROR),
+            "413": _resp("The delivery is larger than 1 MiB", ERROR),
+        },
+    }
+}
 
 
 def openapi_view(request: HttpRequest) -> JsonResponse:

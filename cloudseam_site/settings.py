@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dj_database_url
 
+from cloudseam_site import outbound
 from cloudseam_site.env import ConfigError, env_bool, env_float, env_int, env_list, env_networks, env_str
 from cloudseam_site.private_files import make_private
 
@@ -235,6 +236,22 @@ CLOUDSEAM_DEFAULT_TIMEOUT_HTTP = env_int("CLOUDSEAM_DEFAULT_TIMEOUT_HTTP", 300)
 # A task waiting for a completion from outside (external approvals, http callbacks) without a
 # `timeout` of its own is shown as overdue after this long (seconds); with a `timeout`, it fails then.
 CLOUDSEAM_EXTERNAL_DEADLINE = env_int("CLOUDSEAM_EXTERNAL_DEADLINE", 7 * 24 * 3600)
+
+# Outgoing HTTP (the http executor, webhook notifications): internal addresses are refused unless
+# listed here (addresses, CIDR networks or host names); see cloudseam_site/outbound.py.
+CLOUDSEAM_OUTBOUND_ALLOW = tuple(env_list("CLOUDSEAM_OUTBOUND_ALLOW", []))
+try:
+    outbound.Policy.parse(CLOUDSEAM_OUTBOUND_ALLOW)
+except ValueError as exc:
+    raise ConfigError(f"CLOUDSEAM_OUTBOUND_ALLOW: {exc}") from None
+# Notifications: absolute links to stack pages, and the pauses (seconds) between delivery attempts.
+CLOUDSEAM_PUBLIC_URL = env_str("CLOUDSEAM_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+try:
+    CLOUDSEAM_NOTIFY_RETRY_INTERVALS = tuple(int(s) for s in env_list("CLOUDSEAM_NOTIFY_RETRY_INTERVALS",
+                                                                      ["10", "60", "300"]))
+except ValueError:
+    raise ConfigError("CLOUDSEAM_NOTIFY_RETRY_INTERVALS must be whole seconds, e.g. 10,60,300") from None
+CLOUDSEAM_NOTIFY_TIMEOUT = env_int("CLOUDSEAM_NOTIFY_TIMEOUT", 10)
 
 # /metrics answers these addresses without a token (Prometheus on the same host by default).
 CLOUDSEAM_METRICS_ALLOW = env_networks("CLOUDSEAM_METRICS_ALLOW", "127.0.0.1,::1")

@@ -6,6 +6,7 @@ from cloudseam_site.api import api_not_found
 from machines_app import api as machines_api
 from stacks import api as stacks_api
 from stacks import run_api
+from stacks.hooks import views as hooks_views
 
 api_patterns = [
     path("events", stacks_api.post_event, name="api-events"),
@@ -32,6 +33,7 @@ urlpatterns = [
     path("", include("cloudseam_site.accounts.urls")),
     path("", include("stacks.observability.urls")),  # /healthz, /readyz, /metrics
     path("api/", include(api_patterns)),
+    path("hooks/<slug:name>", hooks_views.receive, name="hooks-receive"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("stacks.urls")),

@@ -371,3 +371,8 @@ class TaskAttemptAdmin(RoleAdminMixin, admin.ModelAdmin):
     @admin.display(description="output (kept)")
     def kept_output(self, obj: TaskAttempt) -> str:
         return format_html("<pre>{}</pre>", obj.output[-20_000:]) if obj.output else "-"
+
+
+# Admin pages of the stacks app's own packages.
+from stacks.hooks import admin as hooks_admin  # noqa: E402, F401
+from stacks.notifications import admin as notifications_admin  # noqa: E402, F401

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from django.db import transaction
 
 from stacks.live import publish
+from stacks.notifications import jobs as notification_jobs
 from stacks.runtime import queueing
 
 
@@ -33,3 +34,9 @@ def after_commit(stack_key: str, *, event: dict, snapshot: dict | None = None,
             publish.publish_history(stack_key, event)
 
     transaction.on_commit(run)
+
+
+def after_commit_notifications(delivery_ids: list[int]) -> None:
+    """Start the jobs of notification deliveries recorded in this transaction, once it commits."""
+    ids = list(delivery_ids)
+    transaction.on_commit(lambda: notification_jobs.enqueue(ids))

@@ -258,3 +258,8 @@ class TaskAttempt(models.Model):
         if self.started_at and self.finished_at:
             return max(0.0, (self.finished_at - self.started_at).total_seconds())
         return None
+
+
+# Models of the stacks app kept in their own packages (imported here so Django finds them).
+from stacks.hooks.models import HookDelivery, InboundHook  # noqa: E402, F401
+from stacks.notifications.models import NotificationDelivery, NotificationTarget  # noqa: E402, F401

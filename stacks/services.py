@@ -30,6 +30,7 @@ from stacks.models import (
     Task,
     new_task_id,
 )
+from stacks.notifications import rules as notify_rules
 from stacks.runtime.queueing import job_for
 from stacks.snapshots import event_json, stack_json
 
@@ -275,6 +276,7 @@ def _apply(msg: EventMessage, *, actor: str | Actor, source: str) -> EventResult
     by_id = {t.id: t for t in current}
     jobs = [job_for(by_id[t_id], machine.tasks[by_id[t_id].name]) for t_id in outcome.dispatch]
     effects.after_commit(stack.key, event=event_json(record), snapshot=snapshot, jobs=jobs, cancelled=outcome.cancelled)
+    notify_rules.schedule(machine, stack, snapshot, record, outcome)
     return EventResult(200, snapshot, OUTCOME_APPLIED, stack=stack)
 
 

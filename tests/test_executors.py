@@ -414,7 +414,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def http_server():
+def allow_local(settings):
+    """The local test server is on 127.0.0.1, which the outbound guard refuses unless allowed."""
+    settings.CLOUDSEAM_OUTBOUND_ALLOW = ("127.0.0.1",)
+
+
+@pytest.fixture
+def http_server(allow_local):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.received = []
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -453,7 +459,7 @@ def test_it_fails_when_the_server_answers_an_error(http_server):
     assert result.error == f"PUT {target} answered 500: " + ("database on fire " * 20)[:200]
 
 
-def test_it_fails_clearly_when_the_connection_is_refused():
+def test_it_fails_clearly_when_the_connection_is_refused(allow_local):
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         target = f"http://127.0.0.1:{unused.getsockname()[1]}/hook"

@@ -7,6 +7,7 @@ editor preview, and its tests need no database.
 - `fields`: reading one mapping field by field, with a sentence for each wrong value.
 - `rules`: the walk over the document, one small function per rule.
 - `executor_configs`: each executor's `config`.
+- `notify`: the optional `notify:` rules (targets by name; no secrets in machine files).
 - `warnings`: valid, but probably not what was meant.
 - `model`: the frozen result.
 """
@@ -17,6 +18,7 @@ from machines_app.spec.model import (
     SYSTEM_EVENTS,
     Action,
     Machine,
+    NotifyRule,
     Problem,
     SpecError,
     State,
@@ -31,6 +33,7 @@ __all__ = [
     "SYSTEM_EVENTS",
     "Action",
     "Machine",
+    "NotifyRule",
     "Problem",
     "SpecError",
     "State",

@@ -21,10 +21,14 @@ NAME_PATTERN = r"^[A-Z0-9-]{1,63}$"  # events and states; 63: what messages and 
 MAX_NAME_LENGTH = 63
 TASK_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 MACHINE_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"  # lower case only: see docs/machine-format.md
-TOP_KEYS = ("version", "events", "states", "tasks")
+TOP_KEYS = ("version", "events", "states", "tasks", "notify")
 STATE_KEYS = ("terminal", "tasks", "on")
 TASK_KEYS = ("executor", "config", "timeout", "retries")
 ACTION_KINDS = ("advance", "no-op")
+# `notify:` rules: what happened to a stack, and the name of a target configured outside the file.
+TASK_FAILED, ENTERED, REMOVED = "task_failed", "entered", "removed"
+NOTIFY_TRIGGERS = (TASK_FAILED, ENTERED, REMOVED)
+NOTIFY_KEYS = ("on", "target", "state")
 
 
 class SpecError(Exception):
@@ -85,11 +89,24 @@ class State:
 
 
 @dataclass(frozen=True)
+class NotifyRule:
+    """`{on: entered, state: RUN, target: ops-hook}`: tell a target when this happens to a stack."""
+
+    on: str  # one of NOTIFY_TRIGGERS
+    target: str  # a target's name; its URL and secret live in the admin, never in the machine file
+    state: str | None = None  # for `entered`: which state
+
+    def matches(self, trigger: str, state: str | None = None) -> bool:
+        return self.on == trigger and (self.on != ENTERED or self.state == state)
+
+
+@dataclass(frozen=True)
 class Machine:
     version: int
     events: tuple[str, ...]
     states: Mapping[str, State]  # in document order
     tasks: Mapping[str, TaskDef]  # in document order
+    notify: tuple[NotifyRule, ...] = ()
 
     def accepted_events(self, state: str) -> tuple[str, ...]:
         """User events the given state handles (NEXT excluded), in document order."""

@@ -114,7 +114,7 @@ class Command(BaseCommand):
 
     def _start_worker(self, env: dict, index: int, logs: Path):
         log = open(logs / f"worker-{index}.log", "ab")  # noqa: SIM115 - lives as long as the worker
-        argv = [sys.executable, "-m", "django", "rqworker", "default",
+        argv = [sys.executable, "-m", "django", "rqworker", "default", "--with-scheduler",  # notification retries
                 "--worker-class", "stacks.runtime.worker.CloudSeamWorker", "--name", f"cloudseam-{os.getpid()}-{index}-"
                 f"{secrets.token_hex(3)}"]
         return processes.spawn(argv, env={**env, "DJANGO_SETTINGS_MODULE": "cloudseam_site.settings"},

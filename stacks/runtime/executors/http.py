@@ -7,10 +7,7 @@ through the API, naming the task-instance id it received in `task.id`.
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.parse
-import urllib.request
-
+from cloudseam_site import outbound
 from stacks.runtime.executors.base import (
     TaskContext,
     TaskResult,
@@ -27,21 +24,10 @@ MAX_BODY_BYTES = 64 * 1024  # only a preview is shown; a huge answer must not fi
 METHODS_WITHOUT_BODY = {"GET", "HEAD"}
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect would silently turn a POST into a GET; make it an error the operator sees."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirect)
-
-
-def _request(ctx: TaskContext, url: str, method: str) -> urllib.request.Request:
+def _headers(ctx: TaskContext) -> dict[str, str]:
     headers = {"Content-Type": "application/json", "User-Agent": "CloudSeam"}
     headers.update({str(k): str(v) for k, v in (ctx.config.get("headers") or {}).items()})
-    body = None if method in METHODS_WITHOUT_BODY else to_json(task_message(ctx)).encode("utf-8")
-    return urllib.request.Request(url, data=body, headers=headers, method=method)
+    return headers
 
 
 def _preview(raw: bytes) -> str:
@@ -49,25 +35,27 @@ def _preview(raw: bytes) -> str:
 
 
 def run(ctx: TaskContext) -> TaskResult:
+    """Every request goes through `cloudseam_site.outbound` (no internal addresses, redirects checked)."""
     url = str(ctx.config.get("url", ""))
     method = str(ctx.config.get("method") or "POST").upper()
     mode = str(ctx.config.get("mode") or "sync")
-    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+    if not url.lower().startswith(("http://", "https://")):
         return failure(f"the http executor only calls http:// and https:// URLs, not '{url}'")
     timeout = ctx.timeout or DEFAULT_TIMEOUT
     label = f"{method} {url}"
     tail: list[str] = []
     emit(ctx, tail, f"{label} ({mode})")
+    body = None if method in METHODS_WITHOUT_BODY else to_json(task_message(ctx)).encode("utf-8")
     try:
-        with _opener.open(_request(ctx, url, method), timeout=timeout) as response:
-            status, body = response.status, response.read(MAX_BODY_BYTES)
-    except urllib.error.HTTPError as exc:
-        return failure(f"{label} answered {exc.code}: {_preview(exc.read(MAX_BODY_BYTES))}", tail)
-    except (urllib.error.URLError, OSError) as exc:
-        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        if isinstance(reason, TimeoutError):
-            return failure(f"{label} timed out after {format_seconds(timeout)} s", tail)
-        return failure(f"{label} failed: {_reason(reason)}", tail)
+        response = outbound.request(method, url, body=body, headers=_headers(ctx), timeout=timeout,
+                                    max_bytes=MAX_BODY_BYTES)
+    except outbound.Refused as exc:
+        return failure(f"{label} refused: {exc.message}", tail)
+    except TimeoutError:
+        return failure(f"{label} timed out after {format_seconds(timeout)} s", tail)
+    except OSError as exc:
+        return failure(f"{label} failed: {_reason(exc)}", tail)
+    status, body = response.status, response.body
     if not 200 <= status < 300:
         return failure(f"{label} answered {status}: {_preview(body)}", tail)
     emit(ctx, tail, f"answered {status}: {_preview(body)}" if body else f"answered {status}")
