@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from cloudseam_site.api import iso
+from stacks import lifetimes  # the module, not its names: lifetimes imports services, which imports this
 from stacks.models import Stack, StackEvent, Task
 
 
@@ -36,6 +37,7 @@ def stack_json(stack: Stack, tasks: Iterable[Task] | None = None) -> dict:
         "createdAt": iso(stack.created_at),
         "updatedAt": iso(stack.updated_at),
         "removedAt": iso(stack.removed_at),
+        "expiresAt": _expires_at(stack),
         "record": stack.pk,  # tells apart the stacks that used the same id; see /api/stacks/removed/<record>
     }
 
@@ -54,3 +56,10 @@ def event_json(event: StackEvent) -> dict:
         "task": event.task_ref or None,
         "createdAt": iso(event.created_at),
     }
+
+
+def _expires_at(stack: Stack) -> str | None:
+    if stack.removed_at is not None:
+        return None
+    expiry = lifetimes.expiry_of(stack)
+    return iso(expiry.at) if expiry else None

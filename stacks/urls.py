@@ -18,5 +18,6 @@ urlpatterns = [
     re_path(rf"^stacks/{STACK_ID}/task/$", views.stack_task, name="stacks-task"),
     re_path(rf"^stacks/{STACK_ID}/metadata/$", views.stack_metadata, name="stacks-metadata"),
     re_path(rf"^stacks/{STACK_ID}/upgrade/$", views.stack_upgrade, name="stacks-upgrade"),
+    re_path(rf"^stacks/{STACK_ID}/extend/$", views.stack_extend, name="stacks-extend"),
     path("machines/<str:name>/move-stacks/", upgrades_views.move_stacks, name="stacks-move-to-current"),
 ]

@@ -23,7 +23,7 @@ from cloudseam_site.accounts.roles import request_actor, role_required
 from machines_app import diagrams
 from machines_app.diagram_context import diagram_context
 from machines_app.models import Machine
-from stacks import services
+from stacks import lifetimes, services
 from stacks.forms import (
     METADATA_HELP,
     SORT_LABELS,
@@ -213,6 +213,7 @@ def detail_context(request: HttpRequest, stack: Stack, **extra) -> dict:
         "metadata_form": extra.pop("metadata_form", None) or MetadataRows(shown=stack.metadata),
         "metadata_help": METADATA_HELP,
         "can_upgrade": not stack.removed and newest is not None and newest != stack.machine_version_id,
+        "expiry": None if stack.removed else lifetimes.expiry_of(stack),
         "page_data": _page_data(stack, machine, tasks, history),
         "blank_choice": EventChoice("EVENT", "TARGET", terminal=False),
         "blank_terminal_choice": EventChoice("EVENT", "TARGET", terminal=True),
@@ -341,6 +342,17 @@ def stack_upgrade(request: HttpRequest, stack_id: str) -> HttpResponse:
     stack = _operable(stack_id)
     result = services.upgrade_machine(stack.key, actor=request_actor(request), source=SOURCE)
     return _answer(request, stack, result, f"Stack now uses the newest version of {stack.machine.name}")
+
+
+@role_required(ROLE_OPERATOR)
+@require_POST
+def stack_extend(request: HttpRequest, stack_id: str) -> HttpResponse:
+    """"Extend by <ttl>": moves the stack's expiry later by setting its `expiresAt` metadata."""
+    stack = _operable(stack_id)
+    until = lifetimes.extended_until(stack)
+    result = lifetimes.extend(stack, actor=request_actor(request), source=SOURCE)
+    return _answer(request, stack, result, f"Stack {stack.key} now expires at {until:%Y-%m-%d %H:%M} UTC"
+                   if until else "")
 
 
 # --- new stack -----------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from machines_app.spec import executor_configs, reader, warnings
+from machines_app.spec import executor_configs, lifetimes, reader, warnings
 from machines_app.spec.fields import Fields, describe, is_number, name_list, unknown_name
 from machines_app.spec.model import (
     ACTION_KINDS,
@@ -136,7 +136,8 @@ def _read_machine(doc: LineDict, report: _Report) -> Machine:
     if isinstance(doc.get("states"), dict):  # else 'states' itself is already reported
         _check_init_and_terminal(raw_states, top)
     _warn(events, states, tasks, (raw_events, raw_states, raw_tasks), report)
-    return Machine(version, events, MappingProxyType(states), MappingProxyType(tasks))
+    lifetime = lifetimes.read_lifetime(top, events)
+    return Machine(version, events, MappingProxyType(states), MappingProxyType(tasks), lifetime)
 
 
 def _check_top_keys(top: Fields) -> None:

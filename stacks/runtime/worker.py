@@ -21,6 +21,7 @@ REAP_INTERVAL = 10.0
 
 
 def _reap_forever(stop: threading.Event, worker=None) -> None:
+    from stacks.lifetimes import expire_stacks
     from stacks.observability.beat import beat
     from stacks.runtime.liveness import reap_lost_tasks, requeue_lost_jobs
 
@@ -31,6 +32,7 @@ def _reap_forever(stop: threading.Event, worker=None) -> None:
             close_old_connections()
             reap_lost_tasks()
             requeue_lost_jobs()
+            expire_stacks()  # stacks whose lifetime is over get their expiry event, once
         except Exception:  # noqa: BLE001 - keep checking; a database blip must not stop the thread
             log.warning("liveness check failed", exc_info=True)
 
