@@ -6,9 +6,10 @@ Where an expiry comes from, strongest first:
   when set, it alone decides;
 - else the stack's metadata `ttl` (a duration such as `30m`, `12h`, `7d`, counted from its
   creation), or else its machine's `lifetime.ttl` (counted from creation), and its machine's
-  `lifetime.idle` (counted from the stack's last change): the earlier of the two wins. The event sent is the machine's `lifetime.event` (default DESTROY); a stack whose
-machine has no lifetime but which has `ttl`/`expiresAt` metadata gets DESTROY if its machine
-declares it.
+  `lifetime.idle` (counted from the stack's last change): the earlier of the two wins.
+
+The event sent is the machine's `lifetime.event` (default DESTROY); a stack whose machine has no
+lifetime but which has `ttl`/`expiresAt` metadata gets DESTROY if its machine declares it.
 
 `expire_stacks` runs in every worker's liveness loop. Each expiry is sent once however many workers
 run it: a conditional UPDATE of `Stack.expiry_fired` claims it (the row count says who won), and the
