@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from cloudseam_site.api import iso
-from stacks import lifetimes  # the module, not its names: lifetimes imports services, which imports this
+from stacks.lifetimes import expiry_of
 from stacks.models import Stack, StackEvent, Task
 
 
@@ -61,5 +61,5 @@ def event_json(event: StackEvent) -> dict:
 def _expires_at(stack: Stack) -> str | None:
     if stack.removed_at is not None:
         return None
-    expiry = lifetimes.expiry_of(stack)
+    expiry = expiry_of(stack)
     return iso(expiry.at) if expiry else None

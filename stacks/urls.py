@@ -2,12 +2,13 @@
 
 from django.urls import path, re_path
 
-from stacks import upgrades_views, views
+from stacks import triage_views, upgrades_views, views
 
 STACK_ID = r"(?P<stack_id>[A-Za-z0-9][A-Za-z0-9._-]{0,62})"
 
 urlpatterns = [
     path("", views.dashboard, name="stacks-dashboard"),
+    path("bulk/", triage_views.bulk_action, name="stacks-bulk"),
     path("stacks/new/", views.stack_new, name="stacks-new"),
     path("stacks/removed/", views.removed_list, name="stacks-removed"),
     path("stacks/removed/<int:pk>/", views.removed_detail, name="stacks-removed-detail"),

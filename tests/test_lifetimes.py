@@ -13,6 +13,7 @@ from machines_app import spec
 from machines_app.services import save_machine
 from stacks import lifetimes
 from stacks.models import Stack, StackEvent
+from stacks.runtime import expiry as check
 from stacks.services import handle_event, update_metadata
 from tests.fixtures_roles import make_user
 
@@ -115,33 +116,35 @@ def test_it_shows_the_expiry_in_the_snapshot(ephemeral):
 def test_it_destroys_an_expired_stack_through_handle_event(ephemeral):
     stack = age(launch(), created=timedelta(days=8))
     fresh = launch("fresh")
-    assert lifetimes.expire_stacks() == 1
+    assert check.expire_stacks() == 1
     assert Stack.objects.get(pk=stack.pk).removed
     assert not Stack.objects.get(pk=fresh.pk).removed
     entry = StackEvent.objects.get(stack=stack, event="DESTROY")
     assert (entry.source, entry.actor, entry.outcome) == ("system", "lifetime", "applied")
     assert entry.message_id.startswith(f"expire-{stack.pk}-")
-    assert lifetimes.expire_stacks() == 0
+    assert check.expire_stacks() == 0
 
 
 def test_it_waits_while_the_state_does_not_accept_the_event(ephemeral):
     stack = age(launch(), created=timedelta(days=8))
     Stack.objects.filter(pk=stack.pk).update(state="INIT")  # INIT does not accept DESTROY
-    assert lifetimes.expire_stacks() == 0
+    assert check.expire_stacks() == 0
     assert not StackEvent.objects.filter(stack=stack, event="DESTROY").exists()
 
 
 def test_it_extends_by_the_ttl_through_update_metadata(ephemeral):
     stack = age(launch(), created=timedelta(days=8))
     before = timezone.now()
-    result = lifetimes.extend(stack, actor="otto", source="ui")
+    until = lifetimes.extended_until(stack)
+    assert until >= before + timedelta(days=7)
+    result = update_metadata(stack.key, {"expiresAt": until.isoformat()}, actor="otto", source="ui")
     assert result.ok
     stack.refresh_from_db()
     expiry = lifetimes.expiry_of(stack)
     assert expiry.why == "expiresAt in metadata" and expiry.at > before + timedelta(days=6, hours=23)
     assert lifetimes._metadata_time(stack.metadata["expiresAt"]) >= before + timedelta(days=7) - timedelta(seconds=1)
     assert StackEvent.objects.filter(stack=stack, event="UPDATE_METADATA", actor="otto").exists()
-    assert lifetimes.expire_stacks() == 0
+    assert check.expire_stacks() == 0
 
 
 def test_it_extends_from_the_page_for_operators_only(ephemeral, client):
@@ -180,7 +183,7 @@ def _threads(count, target):
 def test_it_destroys_an_expired_stack_exactly_once_with_three_workers(ephemeral):
     stacks = [age(launch(f"old-{i}"), created=timedelta(days=8)) for i in range(5)]
     sent = []
-    _threads(3, lambda i: sent.append(lifetimes.expire_stacks()))
+    _threads(3, lambda i: sent.append(check.expire_stacks()))
     assert sum(sent) == 5
     for stack in stacks:
         assert Stack.objects.get(pk=stack.pk).removed
@@ -204,4 +207,4 @@ def test_it_keeps_bad_metadata_from_breaking_the_check(ephemeral):
     update_metadata(stack.key, {"ttl": "forever"}, actor="t", source="api")
     stack.refresh_from_db()
     assert lifetimes.expiry_of(stack).why.startswith("idle 2d")
-    assert lifetimes.expire_stacks() == 0
+    assert check.expire_stacks() == 0

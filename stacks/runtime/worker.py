@@ -21,8 +21,8 @@ REAP_INTERVAL = 10.0
 
 
 def _reap_forever(stop: threading.Event, worker=None) -> None:
-    from stacks.lifetimes import expire_stacks
     from stacks.observability.beat import beat
+    from stacks.runtime.expiry import expire_stacks
     from stacks.runtime.liveness import reap_lost_tasks, requeue_lost_jobs
 
     while not stop.wait(REAP_INTERVAL):
