@@ -397,7 +397,8 @@ def stack_new(request: HttpRequest) -> HttpResponse:
     """Create a stack by sending its first event; on success, land on its page to watch it go."""
     events = first_events()
     asked = request.GET.get("machine", "")
-    initial = {"machine": asked if asked in events else busiest_machine(list(events))}
+    initial = {"machine": asked if asked in events else busiest_machine(list(events)),
+               "stack_id": request.GET.get("id", "")[:63]}  # from a 404 page's "create it"
     form = NewStackForm(request.POST if request.method == "POST" else None, first_events=events, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data

@@ -138,3 +138,68 @@ def test_it_lists_and_revokes_a_persons_tokens(admin_client, ada):
 
 def test_it_answers_404_for_an_unknown_person(admin_client):
     assert admin_client.get("/people/999999/").status_code == 404
+
+
+# --- running it: serve's hint, 403 log lines, 404 pages -------------------------------------------------
+
+
+def test_it_tells_how_to_reset_the_admin_password_on_a_restart(db):
+    from io import StringIO
+
+    from stacks.management.commands.serve import Command
+
+    get_user_model().objects.create_superuser("admin", "", "seam-Admin-Password-42")
+    out = StringIO()
+    command = Command(stdout=out)
+    command._first_run_admin()
+    assert "manage.py changepassword admin" in out.getvalue() and "Password:" not in out.getvalue()
+
+
+def test_it_logs_a_refused_request_as_one_line(client, db, capsys):
+    import logging
+
+    from cloudseam_site.log_filters import OneLineClientErrors
+
+    client.force_login(make_user("vera", "viewer"))
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            if OneLineClientErrors().filter(record):
+                records.append(self.format(record))
+
+    handler = Keep()
+    logging.getLogger("django.request").addHandler(handler)
+    try:
+        assert client.get("/people/").status_code == 403
+    finally:
+        logging.getLogger("django.request").removeHandler(handler)
+    (line,) = records
+    assert "Forbidden (Permission denied): /people/" in line and "needs the admin role" in line
+    assert "Traceback" not in line and "\n" not in line
+
+
+def test_it_names_a_missing_stack_and_offers_its_record_and_creating_it(client, db):
+    from stacks.services import handle_event
+
+    save_machine("simple", SIMPLE_MACHINE, actor="tests", source="tests")
+    handle_event({"stackId": "old", "event": "LAUNCH", "machine": "simple"}, actor="t", source="api")
+    handle_event({"stackId": "old", "event": "DESTROY"}, actor="t", source="api")  # PROVISION → GONE: removed
+    client.force_login(make_user("otto", "operator"))
+    page = client.get("/stacks/old/event/", follow=False)  # an action URL of a gone stack: 405/404
+    response = client.post("/stacks/old/event/", {"event": "DEPLOY"})
+    assert response.status_code == 404
+    text = response.content.decode()
+    assert "no active stack <strong>old</strong>" in text
+    assert "/stacks/removed/" in text and "read its record" in text
+    assert "/stacks/new/?id=old" in text
+    assert page.status_code in (404, 405)
+    form = client.get("/stacks/new/?id=old").content.decode()
+    assert 'value="old"' in form
+
+
+def test_it_names_a_missing_machine(client, db):
+    client.force_login(make_user("vera", "viewer"))
+    response = client.get("/machines/ghost/")
+    assert response.status_code == 404
+    assert "There is no machine <strong>ghost</strong>" in response.content.decode()
