@@ -21,8 +21,9 @@ static/vendor/.npm-stamp: package.json package-lock.json scripts/vendor_static.p
 	$(BIN)/python scripts/vendor_static.py
 	@touch $@
 
+# `make run PORT=8001 HOST=0.0.0.0` (or CLOUDSEAM_PORT / CLOUDSEAM_HOST in the environment).
 run: setup
-	$(BIN)/python manage.py serve
+	$(BIN)/python manage.py serve $(if $(PORT),--port $(PORT)) $(if $(HOST),--host $(HOST))
 
 test: setup
 	$(BIN)/ruff check .

@@ -42,6 +42,9 @@ STACK_SCHEMA = {
         "createdAt": {"type": "string", "format": "date-time"},
         "updatedAt": {"type": "string", "format": "date-time"},
         "record": {"type": "integer", "description": "this stack's record; ids are reused after removal"},
+        "expiresAt": {"type": ["string", "null"], "format": "date-time", "description": (
+            "when the stack's lifetime ends (metadata expiresAt or ttl, or its machine's lifetime); "
+            "null when it has none")},
     },
 }
 
@@ -225,6 +228,13 @@ def document() -> dict:
                         {"name": "state", "in": "query", "schema": {"type": "string"}},
                         {"name": "q", "in": "query", "schema": {"type": "string"}},
                         {"name": "removed", "in": "query", "schema": {"type": "boolean"}},
+                        {"name": "status", "in": "query", "description": (
+                            "quick filter: failed (a current task in ERROR), waiting (a current external task "
+                            "PENDING), running (a current task of another executor PENDING), idle (no change "
+                            "for idleHours)"),
+                         "schema": {"type": "string", "enum": ["failed", "waiting", "running", "idle"]}},
+                        {"name": "idleHours", "in": "query", "description": "N for status=idle (default 24)",
+                         "schema": {"type": "integer", "minimum": 1, "maximum": 8784, "default": 24}},
                         *page_params,
                     ],
                     "responses": {"200": _resp("A page of stacks", _paged(stack_ref)), **_errors(400, 401, 403)},

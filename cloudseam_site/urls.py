@@ -39,3 +39,5 @@ urlpatterns = [
     path("", include("stacks.urls")),
     path("machines/", include("machines_app.urls")),
 ]
+
+handler404 = "stacks.not_found.page_not_found"  # names the missing stack or machine and offers the way on

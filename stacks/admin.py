@@ -9,7 +9,6 @@ roles (see `cloudseam_site.accounts.admin_roles.RoleAdminMixin`); history is rea
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -29,6 +28,7 @@ from stacks.admin_forms import (
     StackMetadataForm,
     metadata_table_html,
 )
+from stacks.bulk import for_each_stack
 from stacks.models import ERROR, PENDING, Stack, StackEvent, Task, TaskAttempt
 from stacks.runtime import queueing
 
@@ -46,19 +46,6 @@ def report(modeladmin: admin.ModelAdmin, request: HttpRequest, outcomes: list[tu
     for key, error in outcomes:
         if error is not None:
             modeladmin.message_user(request, f"Stack {key}: {error}", messages.ERROR)  # the admin capitalises
-
-
-def for_each_stack(stacks: Iterable[Stack],
-                   call: Callable[[str], services.EventResult]) -> list[tuple[str, str | None]]:
-    """Run one service call per stack; removed stacks are skipped (their id may belong to a new stack)."""
-    outcomes = []
-    for stack in stacks:
-        if stack.removed:
-            outcomes.append((stack.key, "this stack was removed; nothing was done"))
-            continue
-        result = call(stack.key)
-        outcomes.append((stack.key, None if result.ok else result.body.get("error", "refused")))
-    return outcomes
 
 
 # --- filters ------------------------------------------------------------------------------------

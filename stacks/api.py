@@ -8,7 +8,14 @@ from django.http import HttpRequest, JsonResponse
 from cloudseam_site.accounts.models import ROLE_OPERATOR, ROLE_VIEWER
 from cloudseam_site.accounts.roles import request_actor
 from cloudseam_site.api import ApiError, api_endpoint, read_body
-from stacks.models import Stack, StackEvent, current_tasks_by_stack
+from stacks.models import (
+    DEFAULT_IDLE_HOURS,
+    MAX_IDLE_HOURS,
+    QUICK_FILTERS,
+    Stack,
+    StackEvent,
+    current_tasks_by_stack,
+)
 from stacks.services import handle_event
 from stacks.snapshots import event_json, stack_json
 
@@ -36,8 +43,14 @@ def _stack_filters(request: HttpRequest):
     if removed not in ("true", "false"):
         raise ApiError(400, "removed must be true or false")
     stacks = Stack.objects.removed() if removed == "true" else Stack.objects.active()
+    status = request.GET.get("status", "")
+    if status and status not in QUICK_FILTERS:
+        raise ApiError(400, f"status must be one of {', '.join(QUICK_FILTERS)}; got {status[:20]!r}")
+    idle_hours = _int_param(request, "idleHours", DEFAULT_IDLE_HOURS)
+    if idle_hours > MAX_IDLE_HOURS:
+        raise ApiError(400, f"idleHours must be at most {MAX_IDLE_HOURS} (a year); got {idle_hours}")
     return stacks.search(q=request.GET.get("q", ""), machine=request.GET.get("machine", ""),
-                         state=request.GET.get("state", ""))
+                         state=request.GET.get("state", ""), status=status, idle_hours=idle_hours)
 
 
 @api_endpoint(methods=("GET",), role=ROLE_VIEWER)

@@ -28,7 +28,7 @@ from stacks.messages import (
     BadMessage,
     check_metadata,
 )
-from stacks.models import Stack
+from stacks.models import DEFAULT_IDLE_HOURS, MAX_IDLE_HOURS, QUICK_FILTERS, Stack
 
 METADATA_HELP = (
     'Values are read as JSON when they look like it (true, 42, null, "quoted text"); anything else is '
@@ -214,21 +214,41 @@ class MetadataRows:
 
 
 class StackFilterForm(forms.Form):
-    """Search by id, filter by machine and state, sort. Unknown values simply match nothing."""
+    """Search by id, filter by machine, state and quick filter (failed, waiting, running, idle), sort.
+
+    Unknown machine and state values simply match nothing; an unknown quick filter or a bad number
+    of idle hours is ignored (the page shows every stack, and says why beside the field).
+    """
 
     q = forms.CharField(required=False, max_length=100, label="Search by id")
     machine = forms.CharField(required=False, max_length=63)
     state = forms.CharField(required=False, max_length=63)
+    status = forms.ChoiceField(required=False, choices=[("", "all"), *QUICK_FILTERS.items()])
+    idleHours = forms.IntegerField(  # the URL's name, as in the API
+        required=False, min_value=1, max_value=MAX_IDLE_HOURS, label="Idle longer than (hours)")
     sort = forms.ChoiceField(required=False, choices=list(SORT_LABELS.items()))
 
-    def value(self, name: str) -> str:
-        if self.is_valid():
-            return self.cleaned_data.get(name) or ""
-        return ""
+    FILTERS = ("q", "machine", "state", "status", "idleHours")
+
+    def value(self, name: str):
+        self.is_valid()  # a bad field is left out of cleaned_data; the others still apply
+        return self.cleaned_data.get(name) or ""
+
+    @property
+    def idle_hours(self) -> int:
+        return self.value("idleHours") or DEFAULT_IDLE_HOURS
+
+    def search(self, stacks: QuerySet[Stack], *, status: bool = True) -> QuerySet[Stack]:
+        """The stacks these filters match (`status=False`: all but the quick filter, for its counts)."""
+        return stacks.search(q=self.value("q"), machine=self.value("machine"), state=self.value("state"),
+                             status=self.value("status") if status else "", idle_hours=self.idle_hours)
 
     def apply(self, stacks: QuerySet[Stack]) -> QuerySet[Stack]:
-        stacks = stacks.search(q=self.value("q"), machine=self.value("machine"), state=self.value("state"))
-        return stacks.order_by(*DASHBOARD_SORTS[self.value("sort") or "id"])
+        return self.search(stacks).order_by(*DASHBOARD_SORTS[self.value("sort") or "id"])
+
+    def filters(self) -> dict[str, str]:
+        """The filter values as they go back into a URL (empty ones left out)."""
+        return {name: str(self.value(name)) for name in self.FILTERS if self.value(name)}
 
 
 # --- actions ----------------------------------------------------------------------------------------

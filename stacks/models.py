@@ -7,17 +7,29 @@ read-only helpers, never workflow (no signals, no save() overrides).
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from machines_app.models import Machine, MachineVersion
-from machines_app.spec.model import ERROR, PENDING, SATISFIED
+from machines_app.spec.model import ERROR, EXECUTORS, PENDING, SATISFIED
 
 TASK_STATUSES = [(PENDING, "Pending"), (SATISFIED, "Satisfied"), (ERROR, "Error")]
+EXTERNAL = "external"  # the executor whose tasks wait for a person (or an outside system)
+
+# The dashboard's quick filters (also `GET /api/stacks?status=`), by what a stack's current tasks say.
+STATUS_FAILED, STATUS_WAITING, STATUS_RUNNING, STATUS_IDLE = "failed", "waiting", "running", "idle"
+QUICK_FILTERS = {
+    STATUS_FAILED: "Failed",
+    STATUS_WAITING: "Waiting for a person",
+    STATUS_RUNNING: "Running",
+    STATUS_IDLE: "Idle",
+}
+DEFAULT_IDLE_HOURS = 24
+MAX_IDLE_HOURS = 24 * 366
 
 
 def new_task_id() -> str:
@@ -31,11 +43,13 @@ class StackQuerySet(models.QuerySet):
     def removed(self) -> StackQuerySet:
         return self.filter(removed_at__isnull=False)
 
-    def search(self, *, q: str = "", machine: str = "", state: str = "") -> StackQuerySet:
+    def search(self, *, q: str = "", machine: str = "", state: str = "", status: str = "",
+               idle_hours: int = DEFAULT_IDLE_HOURS, now: datetime | None = None) -> StackQuerySet:
         """The one stack search, shared by the API, the dashboard and the removed list.
 
         `q` matches part of the stack id (case-insensitive); `machine` and `state` match exactly. An
-        empty value does not filter, and an unknown one simply matches nothing.
+        empty value does not filter, and an unknown one simply matches nothing. `status` is one of the
+        QUICK_FILTERS (see `quick_filter`); `idle_hours` is the N of "idle longer than N hours".
         """
         stacks = self
         if q:
@@ -44,7 +58,17 @@ class StackQuerySet(models.QuerySet):
             stacks = stacks.filter(machine__name=machine[:63])
         if state:
             stacks = stacks.filter(state=state[:63])
+        if status:
+            stacks = stacks.filter(quick_filter(status, idle_hours, now))
         return stacks
+
+    def quick_counts(self, idle_hours: int = DEFAULT_IDLE_HOURS, now: datetime | None = None) -> dict[str, int]:
+        """How many of these stacks each quick filter matches: one aggregate query, whatever the number."""
+        now = now or timezone.now()
+        counts = self.aggregate(**{
+            name: Count("pk", filter=quick_filter(name, idle_hours, now)) for name in QUICK_FILTERS
+        })
+        return {name: counts[name] or 0 for name in QUICK_FILTERS}
 
     def latest_for(self, key: str) -> Stack | None:
         """The active stack with this id, else the one removed last (its record stays readable)."""
@@ -54,6 +78,28 @@ class StackQuerySet(models.QuerySet):
             .order_by(models.F("removed_at").desc(nulls_first=True))
             .first()
         )
+
+
+def _current_tasks(**conditions) -> Exists:
+    return Exists(Task.objects.filter(stack=OuterRef("pk"), current=True, **conditions))
+
+
+def quick_filter(status: str, idle_hours: int = DEFAULT_IDLE_HOURS, now: datetime | None = None) -> Q:
+    """The condition of one quick filter; an unknown name matches nothing.
+
+    failed: a current task is in ERROR. waiting: a current external task is PENDING (a person or an
+    outside system must answer). running: a current task of another executor is PENDING. idle: no
+    change for longer than `idle_hours` hours.
+    """
+    if status == STATUS_FAILED:
+        return Q(_current_tasks(status=ERROR))
+    if status == STATUS_WAITING:
+        return Q(_current_tasks(status=PENDING, executor=EXTERNAL))
+    if status == STATUS_RUNNING:
+        return Q(_current_tasks(status=PENDING, executor__in=[e for e in EXECUTORS if e != EXTERNAL]))
+    if status == STATUS_IDLE:
+        return Q(updated_at__lt=(now or timezone.now()) - timedelta(hours=idle_hours))
+    return Q(pk__in=[])
 
 
 class Stack(models.Model):
@@ -69,6 +115,9 @@ class Stack(models.Model):
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
     removed_at = models.DateTimeField(null=True, blank=True, db_index=True)
     seq = models.PositiveBigIntegerField(default=0, help_text="changes so far; live frames carry it")
+    # The expiry (see stacks.lifetimes) whose event this stack was sent: a conditional UPDATE of this
+    # column is the claim that lets one worker, and only one, send it.
+    expiry_fired = models.CharField(max_length=60, blank=True, editable=False)
 
     objects = StackQuerySet.as_manager()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from cloudseam_site.api import iso
+from stacks.lifetimes import expiry_of
 from stacks.models import Stack, StackEvent, Task, TaskAttempt
 
 
@@ -38,6 +39,7 @@ def stack_json(stack: Stack, tasks: Iterable[Task] | None = None) -> dict:
         "createdAt": iso(stack.created_at),
         "updatedAt": iso(stack.updated_at),
         "removedAt": iso(stack.removed_at),
+        "expiresAt": _expires_at(stack),
         "record": stack.pk,  # tells apart the stacks that used the same id; see /api/stacks/removed/<record>
         "seq": stack.seq,  # one more per applied change; a watcher that sees a gap asks for a snapshot
     }
@@ -80,3 +82,10 @@ def attempt_json(attempt: TaskAttempt, *, stack_key: str | None = None) -> dict:
         "outputLines": attempt.line_count,
         "droppedLines": attempt.dropped_lines,
     }
+
+
+def _expires_at(stack: Stack) -> str | None:
+    if stack.removed_at is not None:
+        return None
+    expiry = expiry_of(stack)
+    return iso(expiry.at) if expiry else None

@@ -2,12 +2,13 @@
 
 from django.urls import path, re_path
 
-from stacks import run_views, upgrades_views, views
+from stacks import run_views, triage_views, upgrades_views, views
 
 STACK_ID = r"(?P<stack_id>[A-Za-z0-9][A-Za-z0-9._-]{0,62})"
 
 urlpatterns = [
     path("", views.dashboard, name="stacks-dashboard"),
+    path("bulk/", triage_views.bulk_action, name="stacks-bulk"),
     path("stacks/new/", views.stack_new, name="stacks-new"),
     path("stacks/removed/", views.removed_list, name="stacks-removed"),
     path("stacks/removed/<int:pk>/", views.removed_detail, name="stacks-removed-detail"),
@@ -21,5 +22,6 @@ urlpatterns = [
     re_path(rf"^stacks/{STACK_ID}/task/$", views.stack_task, name="stacks-task"),
     re_path(rf"^stacks/{STACK_ID}/metadata/$", views.stack_metadata, name="stacks-metadata"),
     re_path(rf"^stacks/{STACK_ID}/upgrade/$", views.stack_upgrade, name="stacks-upgrade"),
+    re_path(rf"^stacks/{STACK_ID}/extend/$", views.stack_extend, name="stacks-extend"),
     path("machines/<str:name>/move-stacks/", upgrades_views.move_stacks, name="stacks-move-to-current"),
 ]

@@ -19,11 +19,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
 from cloudseam_site.accounts.models import ROLE_OPERATOR, ROLE_VIEWER
-from cloudseam_site.accounts.roles import request_actor, role_required
+from cloudseam_site.accounts.roles import has_role, request_actor, role_required
+from cloudseam_site.api import iso
 from machines_app import diagrams
 from machines_app.diagram_context import diagram_context
 from machines_app.models import Machine
-from stacks import run_views, services
+from stacks import lifetimes, run_views, services, triage
 from stacks.forms import (
     METADATA_HELP,
     SORT_LABELS,
@@ -90,8 +91,8 @@ def _stack_page(request: HttpRequest, stacks, form: StackFilterForm) -> tuple[Pa
     )
     rows = list(page.object_list)
     tasks = current_tasks_by_stack(rows)
-    return page, [{"stack": s, "tasks": tasks.get(s.pk, []), "progress": Progress.of(tasks.get(s.pk, []))}
-                  for s in rows]
+    return page, [{"stack": s, "tasks": tasks.get(s.pk, []), "progress": Progress.of(tasks.get(s.pk, [])),
+                   "expiry": lifetimes.expiry_of(s)} for s in rows]
 
 
 @role_required(ROLE_VIEWER)
@@ -100,6 +101,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     """Active stacks, filtered, sorted and paginated in the database so 10 000 stacks stay fast."""
     form = StackFilterForm(request.GET)
     page, rows = _stack_page(request, Stack.objects.active(), form)
+    counts = form.search(Stack.objects.active(), status=False).quick_counts(form.idle_hours)  # one query
     if request.GET.get("format") == "json":  # the live table asks for its page again after a reconnect
         return JsonResponse({
             "count": page.paginator.count,
@@ -107,8 +109,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "pages": page.paginator.num_pages,
             "start": page.start_index(),
             "end": page.end_index(),
+            "counts": counts,
             "stacks": [stack_json(r["stack"], r["tasks"]) for r in rows],
         })
+    filters = form.filters()
     context = {
         "form": form,
         "page": page,
@@ -116,7 +120,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "machines": Machine.objects.values_list("name", flat=True),
         "states": Stack.objects.active().order_by("state").values_list("state", flat=True).distinct(),
         "sorts": SORT_LABELS,
-        "filters": {name: form.value(name) for name in ("q", "machine", "state", "sort")},
+        "filters": {name: form.value(name) for name in ("q", "machine", "state", "sort", "status", "idleHours")},
+        "filtered": bool(filters),
+        "quick_filters": triage.quick_filters(filters, counts, form.idle_hours),
+        "idle_hours": form.idle_hours,
+        "bulk_events": triage.bulk_events() if has_role(request, ROLE_OPERATOR) else [],
     }
     return render(request, "stacks/dashboard.html", context)
 
@@ -214,6 +222,7 @@ def detail_context(request: HttpRequest, stack: Stack, **extra) -> dict:
         "metadata_form": extra.pop("metadata_form", None) or MetadataRows(shown=stack.metadata),
         "metadata_help": METADATA_HELP,
         "can_upgrade": not stack.removed and newest is not None and newest != stack.machine_version_id,
+        "expiry": None if stack.removed else lifetimes.expiry_of(stack),
         "page_data": _page_data(stack, machine, tasks, history),
         "blank_choice": EventChoice("EVENT", "TARGET", terminal=False),
         "blank_terminal_choice": EventChoice("EVENT", "TARGET", terminal=True),
@@ -358,6 +367,20 @@ def stack_upgrade(request: HttpRequest, stack_id: str) -> HttpResponse:
     return _answer(request, stack, result, f"Stack now uses the newest version of {stack.machine.name}")
 
 
+@role_required(ROLE_OPERATOR)
+@require_POST
+def stack_extend(request: HttpRequest, stack_id: str) -> HttpResponse:
+    """"Extend by <ttl>": moves the stack's expiry later by setting its `expiresAt` metadata."""
+    stack = _operable(stack_id)
+    until = lifetimes.extended_until(stack)
+    if until is None:
+        return _refuse(request, stack, f"stack {stack.key} has no lifetime to extend; set ttl or expiresAt in its "
+                       "metadata, or a lifetime in its machine", status=409)
+    result = services.update_metadata(stack.key, {lifetimes.EXPIRES_AT: iso(until)},
+                                      actor=request_actor(request), source=SOURCE)
+    return _answer(request, stack, result, f"Stack {stack.key} now expires at {until:%Y-%m-%d %H:%M} UTC")
+
+
 # --- new stack -----------------------------------------------------------------------------------------
 
 
@@ -389,7 +412,8 @@ def stack_new(request: HttpRequest) -> HttpResponse:
     """Create a stack by sending its first event; on success, land on its page to watch it go."""
     events = first_events()
     asked = request.GET.get("machine", "")
-    initial = {"machine": asked if asked in events else busiest_machine(list(events))}
+    initial = {"machine": asked if asked in events else busiest_machine(list(events)),
+               "stack_id": request.GET.get("id", "")[:63]}  # from a 404 page's "create it"
     form = NewStackForm(request.POST if request.method == "POST" else None, first_events=events, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data

@@ -14,7 +14,7 @@ from django.urls import include, path, re_path
 from django.urls.resolvers import URLPattern
 from django_rq.urls import get_admin_urlpatterns, get_api_urlpatterns
 
-from cloudseam_site.accounts import views
+from cloudseam_site.accounts import people_views, views
 
 
 def _rq_patterns() -> list[URLPattern]:
@@ -28,6 +28,13 @@ urlpatterns = [
     path("tokens/", views.token_list, name="tokens-list"),
     path("tokens/new/", views.token_create, name="tokens-create"),
     path("tokens/<int:token_id>/revoke/", views.token_revoke, name="tokens-revoke"),
+    path("people/", people_views.people_list, name="people-list"),
+    path("people/add/", people_views.person_add, name="people-add"),
+    path("people/<int:user_id>/", people_views.person_detail, name="people-detail"),
+    path("people/<int:user_id>/role/", people_views.person_role, name="people-role"),
+    path("people/<int:user_id>/machines/", people_views.person_machines, name="people-machines"),
+    path("people/<int:user_id>/active/", people_views.person_active, name="people-active"),
+    path("people/<int:user_id>/tokens/revoke/", people_views.person_revoke, name="people-revoke"),
     path("admin/security/failed-logins/", views.failed_logins, name="security-failed-logins"),
     path("admin/rq/", include((_rq_patterns(), "django_rq"))),
     # Bookmarks from before tokens and machine limits moved out of the stacks app.

@@ -21,7 +21,8 @@ NAME_PATTERN = r"^[A-Z0-9-]{1,63}$"  # events and states; 63: what messages and 
 MAX_NAME_LENGTH = 63
 TASK_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 MACHINE_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"  # lower case only: see docs/machine-format.md
-TOP_KEYS = ("version", "events", "states", "tasks", "notify")
+TOP_KEYS = ("version", "events", "states", "tasks", "notify", "lifetime")
+LIFETIME_KEYS = ("ttl", "idle", "event")
 STATE_KEYS = ("terminal", "tasks", "on")
 TASK_KEYS = ("executor", "config", "timeout", "retries")
 ACTION_KINDS = ("advance", "no-op")
@@ -101,12 +102,23 @@ class NotifyRule:
 
 
 @dataclass(frozen=True)
+class Lifetime:
+    """When a stack of this machine expires: `ttl` seconds after creation, `idle` seconds without a
+    change (either may be None), and the user event it then receives."""
+
+    ttl: int | None
+    idle: int | None
+    event: str
+
+
+@dataclass(frozen=True)
 class Machine:
     version: int
     events: tuple[str, ...]
     states: Mapping[str, State]  # in document order
     tasks: Mapping[str, TaskDef]  # in document order
     notify: tuple[NotifyRule, ...] = ()
+    lifetime: Lifetime | None = None
 
     def accepted_events(self, state: str) -> tuple[str, ...]:
         """User events the given state handles (NEXT excluded), in document order."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from machines_app.spec import executor_configs, notify, reader, warnings
+from machines_app.spec import executor_configs, lifetimes, notify, reader, warnings
 from machines_app.spec.fields import Fields, describe, is_number, name_list, unknown_name
 from machines_app.spec.model import (
     ACTION_KINDS,
@@ -137,7 +137,8 @@ def _read_machine(doc: LineDict, report: _Report) -> Machine:
         _check_init_and_terminal(raw_states, top)
     _warn(events, states, tasks, (raw_events, raw_states, raw_tasks), report)
     rules = notify.read_notify(doc.get("notify"), tuple(raw_states), top)
-    return Machine(version, events, MappingProxyType(states), MappingProxyType(tasks), rules)
+    lifetime = lifetimes.read_lifetime(top, events)
+    return Machine(version, events, MappingProxyType(states), MappingProxyType(tasks), rules, lifetime)
 
 
 def _check_top_keys(top: Fields) -> None:

@@ -28,6 +28,7 @@ def reap_interval() -> float:
 
 def _reap_forever(stop: threading.Event, worker=None) -> None:
     from stacks.observability.beat import beat
+    from stacks.runtime.expiry import expire_stacks
     from stacks.runtime.liveness import fail_expired_waits, reap_lost_tasks, requeue_lost_jobs
 
     while not stop.wait(reap_interval()):
@@ -38,6 +39,7 @@ def _reap_forever(stop: threading.Event, worker=None) -> None:
             reap_lost_tasks()
             requeue_lost_jobs()
             fail_expired_waits()
+            expire_stacks()  # stacks whose lifetime is over get their expiry event, once
         except Exception:  # noqa: BLE001 - keep checking; a database blip must not stop the thread
             log.warning("liveness check failed", exc_info=True)
 

@@ -15,6 +15,9 @@ const filters = JSON.parse(document.getElementById("dashboard-filters").textCont
 const sort = filters.sort || "id";
 const STABLE_SORTS = new Set(["id", "-id", "machine"]); // fields that never change on a stack
 const seen = new Map(); // stack id -> updatedAt (ms) of what the row shows
+const ticked = new Set(); // stack ids ticked for a bulk action; kept across redraws of the page
+const selectedCount = document.getElementById("bulk-selected");
+const selectPage = document.getElementById("select-page");
 
 function stackUrl(id) {
   return config.stackUrl.replace("STACK-ID", encodeURIComponent(id));
@@ -52,8 +55,31 @@ function fillRow(row, stack) {
   badge.textContent = stack.state;
   badge.className = `state-badge condition-${condition(p)}`;
   row.querySelector('[data-col="tasks"]').replaceChildren(progressCell(p));
-  setTime(row.querySelector("time"), stack.updatedAt);
+  setTime(row.querySelector("time[data-relative]"), stack.updatedAt);
+  row.querySelector('[data-col="expires"]').replaceChildren(expiresCell(stack.expiresAt));
+  const box = row.querySelector('input[name="stack"]');
+  if (box) {
+    box.value = stack.id;
+    box.checked = ticked.has(stack.id);
+    box.setAttribute("aria-label", `Tick ${stack.id}`);
+  }
   seen.set(stack.id, timeOf(stack.updatedAt));
+}
+
+/** "in 3 days" (absolute time on hover), "expired", or nothing for a stack without a lifetime. */
+function expiresCell(iso) {
+  const at = timeOf(iso);
+  if (at === null) return "";
+  const seconds = Math.round((at - Date.now()) / 1000);
+  const units = [["day", 86400], ["hour", 3600], ["minute", 60]];
+  let text = "expired";
+  if (seconds > 0) {
+    const [unit, size] = units.find(([, n]) => seconds >= n) || ["minute", 60];
+    const count = Math.max(1, Math.floor(seconds / size));
+    text = `in ${count} ${unit}${count === 1 ? "" : "s"}`;
+  }
+  const title = new Date(at).toISOString().replace("T", " ").replace(/:\d\d\.\d+Z$/, " UTC");
+  return h("time", { datetime: iso, title, text });
 }
 
 function newRow(stack) {
@@ -73,6 +99,7 @@ function flash(row) {
 }
 
 function matches(stack) {
+  if (filters.status) return true; // the server knows which stacks a quick filter takes: ask it
   if (filters.q && !stack.id.toLowerCase().includes(filters.q.toLowerCase())) return false;
   if (filters.machine && stack.machine !== filters.machine) return false;
   return !(filters.state && stack.state !== filters.state);
@@ -105,7 +132,7 @@ function couldBelongHere(stack) {
 }
 
 function renderSummary(data) {
-  const filtered = filters.q || filters.machine || filters.state;
+  const filtered = filters.q || filters.machine || filters.state || filters.status;
   summary.textContent = data.count
     ? `Showing ${data.start}–${data.end} of ${data.count} active stack${data.count === 1 ? "" : "s"}`
     : `No active stacks${filtered ? " match these filters" : ""}`;
@@ -125,6 +152,49 @@ function renderPagination(data) {
     data.page < data.pages ? link(data.page + 1, "Next →", "next") : "",
   );
 }
+
+function renderCounts(counts) {
+  for (const node of document.querySelectorAll("#quick-filters [data-count]")) {
+    const value = counts[node.dataset.count];
+    if (value !== undefined) node.textContent = String(value);
+  }
+}
+
+function boxes() {
+  return [...body.querySelectorAll('input[name="stack"]')];
+}
+
+/** The "ticked" count and the page's tick-all box follow the rows' boxes. */
+function syncTicks() {
+  if (selectedCount) selectedCount.textContent = String(ticked.size);
+  if (selectPage) {
+    const all = boxes();
+    selectPage.checked = all.length > 0 && all.every((b) => b.checked);
+    selectPage.indeterminate = !selectPage.checked && all.some((b) => b.checked);
+  }
+}
+
+body.addEventListener("change", (event) => {
+  const box = event.target.closest('input[name="stack"]');
+  if (!box) return;
+  if (box.checked) ticked.add(box.value); else ticked.delete(box.value);
+  syncTicks();
+});
+selectPage?.addEventListener("change", () => {
+  for (const box of boxes()) {
+    box.checked = selectPage.checked;
+    if (box.checked) ticked.add(box.value); else ticked.delete(box.value);
+  }
+  syncTicks();
+});
+// Ticked stacks that are no longer on the page still go with the form.
+document.getElementById("bulk-form")?.addEventListener("submit", (event) => {
+  const form = event.target;
+  const shown = new Set(boxes().map((b) => b.value));
+  for (const id of ticked) {
+    if (!shown.has(id)) form.append(h("input", { type: "hidden", name: "stack", value: id }));
+  }
+});
 
 let inFlight = false;
 let again = false;
@@ -149,6 +219,8 @@ async function refresh() {
     config.page = String(data.page);
     renderSummary(data);
     renderPagination(data);
+    renderCounts(data.counts || {});
+    syncTicks();
     body.dispatchEvent(new CustomEvent("cloudseam:synced", { bubbles: true }));
   } catch {
     // The socket's reconnect brings a snapshot, which refreshes again.
@@ -162,6 +234,7 @@ async function refresh() {
 }
 
 const scheduleRefresh = debounce(refresh, 700);
+const scheduleCounts = debounce(refresh, 3000); // a change on the page may move the quick filters' counts
 
 function updated(stack) {
   const row = rowOf(stack.id);
@@ -173,7 +246,8 @@ function updated(stack) {
     fillRow(row, stack);
     flash(row);
     if (before !== stack.state) announce(`${stack.id}: ${before} → ${stack.state}`);
-    if (!matches(stack) || !STABLE_SORTS.has(sort)) scheduleRefresh();
+    if (!matches(stack) || filters.status || !STABLE_SORTS.has(sort)) scheduleRefresh();
+    else scheduleCounts();
     return;
   }
   if (matches(stack) && couldBelongHere(stack)) scheduleRefresh();
@@ -203,9 +277,13 @@ function onMessage(message) {
 
 for (const row of body.rows) seen.set(row.dataset.stackId, timeOf(row.dataset.updated));
 
-// Machine, state and sort apply as soon as they are chosen; the search applies on Enter or Apply.
+// Every filter applies as soon as it changes (the search on Enter or leaving the field); the Apply
+// button is only for browsers without scripts.
 const form = document.getElementById("filters");
-for (const select of form.querySelectorAll("select")) select.addEventListener("change", () => form.requestSubmit());
+for (const field of form.querySelectorAll("select, input")) field.addEventListener("change", () => form.requestSubmit());
+document.getElementById("filters-apply").hidden = true;
+for (const box of boxes()) if (box.checked) ticked.add(box.value); // kept by the browser on "back"
+syncTicks();
 
 tickRelativeTimes();
 new LiveSocket("/ws/stacks/", onMessage).start();

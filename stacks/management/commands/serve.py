@@ -102,7 +102,11 @@ class Command(BaseCommand):
 
     def _first_run_admin(self) -> None:
         user_model = get_user_model()
-        if user_model.objects.filter(is_superuser=True).exists():
+        existing = user_model.objects.filter(is_superuser=True).order_by("pk").first()
+        if existing is not None:
+            name = existing.get_username()
+            self.stdout.write(f"Admin account: {name} (created on the first run; its password was shown then). "
+                              f"Forgot it? Set a new one: {_python()} manage.py changepassword {name}")
             return
         password = secrets.token_urlsafe(12)
         admin = user_model.objects.create_superuser("admin", "", password)
@@ -140,6 +144,12 @@ def _daphne_argv(host: str, port: int) -> list[str]:
     interface = host.strip("[]").replace(":", r"\:")
     return [sys.executable, "-m", "daphne", "-v", "0", "-e", f"tcp:port={port}:interface={interface}:backlog={BACKLOG}",
             *proxy, "cloudseam_site.asgi:application"]
+
+
+def _python() -> str:
+    """How to name this Python in a hint: `.venv/bin/python` when it is under the current folder."""
+    relative = os.path.relpath(sys.executable)
+    return sys.executable if relative.startswith("..") else relative
 
 
 def _display(host: str) -> str:
