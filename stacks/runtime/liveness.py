@@ -34,6 +34,9 @@ def lost_message(seconds: int) -> str:
     )
 
 
+REPORT_WINDOW = 15  # seconds a won takeover keeps others off while its report lands
+
+
 def reap_lost_tasks(now: datetime | None = None) -> int:
     """Fail every current PENDING task whose heartbeat stopped; returns how many were failed."""
     lost_after = settings.CLOUDSEAM_TASK_LOST_AFTER
@@ -65,11 +68,12 @@ def _take_over(task_id: str, seen: datetime, lost_after: int) -> bool:
     """Compare-and-swap on the heartbeat this check saw: of several workers checking at once, exactly
     one wins the right to report the task lost (`UPDATE … WHERE heartbeat_at = seen`).
 
-    The heartbeat is moved further into the past rather than cleared, so that should the report itself
-    fail (a database blip), the next round finds the task again and tries once more.
+    The winner sets the heartbeat to just inside the lost window, so a check that lists the task a
+    moment later does not take it over again while the report is on its way; should the report itself
+    fail (a database blip), the task is lost again REPORT_WINDOW seconds later and tried once more.
     """
-    older = seen - timedelta(seconds=lost_after)
-    return Task.objects.filter(pk=task_id, status=PENDING, heartbeat_at=seen).update(heartbeat_at=older) == 1
+    claimed = timezone.now() - timedelta(seconds=lost_after) + timedelta(seconds=REPORT_WINDOW)
+    return Task.objects.filter(pk=task_id, status=PENDING, heartbeat_at=seen).update(heartbeat_at=claimed) == 1
 
 
 QUEUED_GRACE = 60  # seconds a dispatched task may wait before we check that its job still exists
