@@ -20,7 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 from cloudseam_site import strict_json
 from cloudseam_site.accounts.auth import authenticate_bearer
 from cloudseam_site.accounts.roles import RANK, request_role
-from cloudseam_site.overload import is_overload
+from cloudseam_site.overload import is_overload, overloaded_response
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +126,13 @@ def _who_may_not(request: HttpRequest, needed: str) -> HttpResponse | None:
     try:
         authenticate_bearer(request) if request.headers.get("Authorization") else _no_token(request)
         return _refusal(request, needed) or _csrf_failure(request)
-    except DatabaseError:
+    except DatabaseError as exc:
+        if is_overload(exc):  # a burst beyond the pool: the same 503 (with Retry-After) as everywhere
+            return overloaded_response(request)
         log.exception("database error while checking who is asking for %s", request.path)
-        return error(503, "CloudSeam could not reach its database to check your credentials; try again shortly")
+        response = error(503, "CloudSeam could not reach its database to check your credentials; try again shortly")
+        response["Retry-After"] = "5"
+        return response
 
 
 def _no_token(request: HttpRequest) -> None:

@@ -79,7 +79,11 @@ def test_it_kills_a_tasks_whole_tree_with_its_worker_and_never_runs_it_twice_at_
     writers = _task_processes(str(stamps))
     assert writers, "the task's grandchild never started"
     worker = next(p for p in writers[0].parents() if "rqworker" in " ".join(p.cmdline()))
-    tree = [p.pid for p in worker.children(recursive=True)]
+    # The task's processes: its guard and everything under it (the worker's RQ scheduler child is not
+    # part of the task; it notices its worker is gone by itself).
+    guards = [p for p in worker.children(recursive=True) if any("guard.py" in part for part in p.cmdline())]
+    tree = [p.pid for guard in guards for p in (guard, *guard.children(recursive=True))]
+    assert tree, "no guard process under the worker"
     first_run = stamps.read_text().split()[0]
 
     worker.send_signal(signal.SIGKILL)
