@@ -4,8 +4,8 @@ from django.urls import include, path, re_path
 from cloudseam_site import openapi
 from cloudseam_site.api import api_not_found
 from machines_app import api as machines_api
-from stacks import api as stacks_api
-from stacks import run_api
+from stacks.api import run as run_api
+from stacks.api import stacks as stacks_api
 from stacks.hooks import views as hooks_views
 
 api_patterns = [
@@ -36,8 +36,8 @@ urlpatterns = [
     path("hooks/<slug:name>", hooks_views.receive, name="hooks-receive"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
-    path("", include("stacks.urls")),
+    path("", include("stacks.pages.urls")),
     path("machines/", include("machines_app.urls")),
 ]
 
-handler404 = "stacks.not_found.page_not_found"  # names the missing stack or machine and offers the way on
+handler404 = "stacks.pages.not_found.page_not_found"  # names the missing stack or machine and offers the way on

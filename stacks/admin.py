@@ -12,23 +12,24 @@ from collections import Counter
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Exists, OuterRef, Q
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
+from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
 from cloudseam_site.accounts.admin_roles import RoleAdminMixin
-from cloudseam_site.accounts.models import ROLE_OPERATOR
 from cloudseam_site.accounts.roles import Actor, request_actor
 from machines_app.spec.model import RETRY_FAILED_TASKS, RETRY_PENDING_TASKS
 from stacks import services
 from stacks.admin_forms import (
     SendEventForm,
-    StackMetadataForm,
     metadata_table_html,
 )
 from stacks.bulk import for_each_stack
+from stacks.metadata_editor import METADATA_HELP, MetadataRows
 from stacks.models import ERROR, PENDING, Stack, StackEvent, Task, TaskAttempt
 from stacks.runtime import queueing
 
@@ -114,8 +115,9 @@ class TaskInline(RoleAdminMixin, admin.TabularInline):
 
 @admin.register(Stack)
 class StackAdmin(RoleAdminMixin, admin.ModelAdmin):
-    change_role = ROLE_OPERATOR  # only metadata is editable, and only through the service
-    form = StackMetadataForm
+    """Stacks are read here; metadata is edited on its own page ("Edit metadata…"), like the page's
+    editor, and every change goes through `stacks.services` as an event."""
+
     inlines = [TaskInline]
     list_display = ("key", "machine", "version", "state", "previous_state", "failed_tasks", "updated_at",
                     "removed_at")
@@ -130,16 +132,16 @@ class StackAdmin(RoleAdminMixin, admin.ModelAdmin):
         failed = Count("tasks", filter=Q(tasks__current=True, tasks__status=ERROR))
         return super().get_queryset(request).annotate(failed_count=failed)
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return super().has_change_permission(request, obj) and (obj is None or obj.removed_at is None)
-
     def get_fieldsets(self, request, obj=None):
-        editable = self.has_change_permission(request, obj)
         return [
             (None, {"fields": ["key", "machine", "machine_version", "state", "previous_state", "history",
                                "created_at", "updated_at", "removed_at"]}),
-            ("Metadata", {"fields": ["metadata_table" if editable else "metadata_view"]}),
+            ("Metadata", {"fields": ["metadata_view"]}),
         ]
+
+    def get_urls(self):
+        edit = self.admin_site.admin_view(self.edit_metadata)
+        return [path("<int:pk>/metadata/", edit, name="stacks_stack_metadata"), *super().get_urls()]
 
     @admin.display(description="version")
     def version(self, obj: Stack) -> int:
@@ -156,48 +158,53 @@ class StackAdmin(RoleAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="metadata")
     def metadata_view(self, obj: Stack) -> str:
-        return metadata_table_html(obj.metadata)
+        table = metadata_table_html(obj.metadata)
+        if obj.removed or not self.has_operate_permission(self._request):
+            return table
+        link = format_html('<p><a class="button" href="{}">Edit metadata…</a></p>',
+                           reverse("admin:stacks_stack_metadata", args=[obj.pk]))
+        return format_html("{}{}", table, link)
 
-    # Saving: metadata through the service, nothing else.
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        self._request = request  # metadata_view offers the editor only to those who may use it
+        return super().get_form(request, obj, change, **kwargs)
 
-    def save_model(self, request, obj, form, change) -> None:
-        changes = form.cleaned_data["metadata_table"].changes()
-        request.cloudseam_changes = changes
-        if not changes:
-            return
-        if not Stack.objects.filter(pk=obj.pk, removed_at__isnull=True).exists():
-            request.cloudseam_error = "this stack was removed meanwhile; nothing was saved"
-            return
-        result = services.update_metadata(obj.key, changes, actor=actor(request), source="admin")
-        if not result.ok:
-            request.cloudseam_error = result.body.get("error", "refused")
+    # Editing metadata: an intermediate page with the stack page's own editor.
 
-    def save_related(self, request, form, formsets, change) -> None:
-        """Tasks are read-only here; they change only through events."""
-
-    def construct_change_message(self, request, form, formsets, add=False):
-        return ""  # the inline was not saved (see save_related); log_* write their own message
-
-    def log_change(self, request, obj, message):
-        changes = getattr(request, "cloudseam_changes", None)
-        if not changes or getattr(request, "cloudseam_error", None):
-            return None
-        return super().log_change(request, obj, f"Changed metadata: {', '.join(sorted(changes))}.")
-
-    def response_change(self, request, obj) -> HttpResponse:
-        error = getattr(request, "cloudseam_error", None)
-        changes = getattr(request, "cloudseam_changes", None)
-        if error:
-            self.message_user(request, f"Nothing was saved: {error}", messages.ERROR)
-        elif not changes:
+    def edit_metadata(self, request: HttpRequest, pk: int) -> HttpResponse:
+        stack = Stack.objects.filter(pk=pk).select_related("machine").first()
+        if stack is None:
+            raise Http404(f"there is no stack record {pk}")
+        if not self.has_operate_permission(request):
+            raise PermissionDenied("editing metadata needs the operator role")
+        change_url = reverse("admin:stacks_stack_change", args=[stack.pk])
+        if stack.removed:
+            self.message_user(request, f"{stack.key} was removed; its metadata is kept as it was.", messages.ERROR)
+            return HttpResponseRedirect(change_url)
+        if request.method != "POST":
+            return self._metadata_page(request, stack, MetadataRows(shown=stack.metadata))
+        rows = MetadataRows(request.POST)
+        if not rows.is_valid():
+            rows.error = rows.error or "nothing was saved: fix the rows marked below"
+            return self._metadata_page(request, stack, rows, status=400)
+        if not rows.changes:
             self.message_user(request, "The metadata was not changed.", messages.INFO)
-        else:
-            self.message_user(
-                request,
-                f"Metadata of {obj.key} saved ({', '.join(sorted(changes))}); recorded in its history.",
-                messages.SUCCESS,
-            )
-        return HttpResponseRedirect(request.path)
+            return HttpResponseRedirect(change_url)
+        result = services.update_metadata(stack.key, rows.changes, actor=actor(request), source="admin")
+        if not result.ok:
+            rows.error = f"Nothing was saved: {result.body.get('error', 'refused')}"
+            return self._metadata_page(request, stack, rows, status=result.status)
+        self.log_change(request, stack, f"Changed metadata: {', '.join(sorted(rows.changes))}.")
+        self.message_user(request, f"Metadata of {stack.key} saved ({', '.join(sorted(rows.changes))}); "
+                                   "recorded in its history.", messages.SUCCESS)
+        return HttpResponseRedirect(change_url)
+
+    def _metadata_page(self, request: HttpRequest, stack: Stack, rows: MetadataRows, status: int = 200):
+        context = {**self.admin_site.each_context(request), "title": f"Edit metadata of {stack.key}",
+                   "opts": self.model._meta, "stack": stack, "rows": rows, "metadata_help": METADATA_HELP}
+        response = TemplateResponse(request, "admin/stacks/stack/metadata.html", context, status=status)
+        add_never_cache_headers(response)
+        return response
 
     # Actions: each goes through the services, one stack at a time, and is reported per stack.
 

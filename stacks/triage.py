@@ -13,8 +13,8 @@ from django import forms
 
 from machines_app.models import Machine
 from stacks import bulk
-from stacks.forms import parse_value
 from stacks.messages import EVENT_RE, MAX_METADATA_KEY, BadMessage, check_metadata
+from stacks.metadata_editor import parse_value
 from stacks.models import QUICK_FILTERS, STATUS_IDLE
 
 

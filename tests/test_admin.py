@@ -7,6 +7,7 @@ admin user as actor; history itself must be unchangeable.
 from __future__ import annotations
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.urls import reverse
 
 from machines_app.models import Machine
@@ -80,34 +81,46 @@ def test_it_shows_state_and_tasks_read_only(client, otto, machine):
     assert "state" not in fields and not any(name.startswith("tasks-0-status") for name in fields)
 
 
-# --- metadata -----------------------------------------------------------------------------------
+# --- metadata: the "Edit metadata…" page, with the stack page's own editor ------------------------
 
 
-def metadata_rows(fields: dict) -> dict[str, str]:
-    count = int(fields["metadata_table-rows"])
-    return {fields[f"metadata_table-key-{i}"]: f"metadata_table-value-{i}" for i in range(count)
-            if fields[f"metadata_table-key-{i}"]}
+def metadata_url(key: str) -> str:
+    return reverse("admin:stacks_stack_metadata", args=[stack(key).pk])
 
 
-def set_row(fields: dict, index: int, key: str, value: str) -> None:
-    fields[f"metadata_table-key-{index}"] = key
-    fields[f"metadata_table-value-{index}"] = value
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def editor_fields(client, key: str) -> dict:
+    fields = form_data(client.get(metadata_url(key)).content.decode(), "metadata-form")
+    for name in ("meta_original", "meta_key", "meta_value"):
+        fields[name] = as_list(fields[name])
+    return fields
+
+
+def set_value(fields: dict, key: str, value: str) -> None:
+    fields["meta_value"][fields["meta_key"].index(key)] = value
+
+
+def add_row(fields: dict, key: str, value: str) -> None:
+    for name, text in (("meta_original", ""), ("meta_key", key), ("meta_value", value)):
+        fields[name].append(text)
 
 
 def test_it_saves_metadata_edits_through_the_service(client, otto, machine):
     launch("alpha", branch="main", port=8080, stale="yes")
     client.force_login(otto)
-    url = change_url("alpha")
-    fields = form_data(client.get(url).content.decode(), "stack_form")
-    rows = metadata_rows(fields)
-    assert fields[rows["port"]] == "8080" and fields[rows["branch"]] == "main"
-    fields[rows["branch"]] = "feature-123"
-    fields[rows["stale"].replace("value", "key")] = ""  # clearing a key removes it
-    set_row(fields, 3, "replicas", "3")
-    set_row(fields, 4, "public", "true")
-    set_row(fields, 5, "ticket", '"4711"')
+    assert "Edit metadata…" in client.get(change_url("alpha")).content.decode()
+    fields = editor_fields(client, "alpha")
+    assert dict(zip(fields["meta_key"], fields["meta_value"], strict=True))["port"] == "8080"
+    set_value(fields, "branch", "feature-123")
+    fields["meta_key"][fields["meta_key"].index("stale")] = ""  # clearing a name removes the entry
+    add_row(fields, "replicas", "3")
+    add_row(fields, "public", "true")
+    add_row(fields, "ticket", '"4711"')
 
-    response = client.post(url, fields, follow=True)
+    response = client.post(metadata_url("alpha"), fields, follow=True)
 
     assert response.status_code == 200
     assert any("saved" in m and "recorded in its history" in m for m in messages_of(response))
@@ -117,30 +130,24 @@ def test_it_saves_metadata_edits_through_the_service(client, otto, machine):
     assert (event.event, event.actor, event.outcome) == ("UPDATE_METADATA", "otto", "applied")
     assert event.metadata == {"branch": "feature-123", "stale": None, "replicas": 3, "public": True,
                               "ticket": "4711"}
+    assert LogEntry.objects.get(object_id=str(stack("alpha").pk)).change_message.startswith("Changed metadata")
 
 
 @pytest.mark.parametrize(
-    ("key", "value", "message"),
-    [
-        ("nested", '{"a": 1}', "metadata must be flat: &#x27;nested&#x27; is an object"),
-        ("listed", "[1, 2]", "metadata must be flat: &#x27;listed&#x27; is a list"),
-        ("", "orphan", "row 4 has a value but no key"),
-        ("branch", "again", "key &#x27;branch&#x27; appears twice"),
-        ("x" * 101, "long key", "metadata keys must be 1 to 100 characters"),
-    ],
+    ("key", "value"),
+    [("nested", '{"a": 1}'), ("listed", "[1, 2]"), ("", "orphan"), ("branch", "again"), ("x" * 101, "long key")],
 )
-def test_it_refuses_bad_metadata_and_saves_nothing(client, otto, machine, key, value, message):
+def test_it_refuses_bad_metadata_and_saves_nothing(client, otto, machine, key, value):
     launch("alpha", branch="main", port=8080, stale="yes")
     client.force_login(otto)
-    url = change_url("alpha")
-    fields = form_data(client.get(url).content.decode(), "stack_form")
-    fields[metadata_rows(fields)["port"]] = "9090"  # a valid change alongside: it must not be saved either
-    set_row(fields, 3, key, value)
+    fields = editor_fields(client, "alpha")
+    set_value(fields, "port", "9090")  # a valid change alongside: it must not be saved either
+    add_row(fields, key, value)
 
-    response = client.post(url, fields)
+    response = client.post(metadata_url("alpha"), fields)
 
-    assert response.status_code == 200  # the form again, with the message
-    assert message in response.content.decode()
+    assert response.status_code == 400  # the editor again, with the row marked
+    assert 'aria-invalid="true"' in response.content.decode() or "errornote" in response.content.decode()
     assert stack("alpha").metadata == {"branch": "main", "port": 8080, "stale": "yes"}
     assert admin_history("alpha") == []
 
@@ -148,14 +155,13 @@ def test_it_refuses_bad_metadata_and_saves_nothing(client, otto, machine, key, v
 def test_it_keeps_metadata_that_someone_else_added_while_the_page_was_open(client, otto, machine):
     launch("alpha", branch="main")
     client.force_login(otto)
-    url = change_url("alpha")
-    fields = form_data(client.get(url).content.decode(), "stack_form")
+    fields = editor_fields(client, "alpha")
     from stacks.services import update_metadata
 
     assert update_metadata("alpha", {"owner": "team-a"}, actor="api-user", source="api").ok
-    fields[metadata_rows(fields)["branch"]] = "release"
+    set_value(fields, "branch", "release")
 
-    client.post(url, fields)
+    client.post(metadata_url("alpha"), fields)
 
     assert stack("alpha").metadata == {"branch": "release", "owner": "team-a"}
 
@@ -163,9 +169,8 @@ def test_it_keeps_metadata_that_someone_else_added_while_the_page_was_open(clien
 def test_it_says_so_when_nothing_changed_and_records_nothing(client, otto, machine):
     launch("alpha", branch="main", port="8080")  # a string that looks like a number round-trips as a string
     client.force_login(otto)
-    url = change_url("alpha")
 
-    response = client.post(url, form_data(client.get(url).content.decode(), "stack_form"), follow=True)
+    response = client.post(metadata_url("alpha"), editor_fields(client, "alpha"), follow=True)
 
     assert "The metadata was not changed." in messages_of(response)
     assert admin_history("alpha") == []
@@ -175,11 +180,11 @@ def test_it_says_so_when_nothing_changed_and_records_nothing(client, otto, machi
 def test_it_shows_a_viewer_the_metadata_without_an_editor(client, vera, machine):
     launch("alpha", branch="main")
     client.force_login(vera)
-    url = change_url("alpha")
-    page = client.get(url).content.decode()
-    assert "branch" in page and "metadata_table-key-0" not in page
-    fields = {"metadata_table-rows": "1", "metadata_table-key-0": "branch", "metadata_table-value-0": "x"}
-    assert client.post(url, fields).status_code == 403
+    page = client.get(change_url("alpha")).content.decode()
+    assert "branch" in page and "Edit metadata…" not in page
+    assert client.get(metadata_url("alpha")).status_code == 403
+    fields = {"meta_shown": "{}", "meta_original": "", "meta_key": "branch", "meta_value": "x"}
+    assert client.post(metadata_url("alpha"), fields).status_code == 403
     assert stack("alpha").metadata == {"branch": "main"}
 
 
@@ -190,9 +195,12 @@ def test_it_makes_removed_stacks_read_only(client, otto, machine):
     assert send("gone", "DESTROY", actor="tests", source="tests").ok
     removed = Stack.objects.removed().get(key="gone")
     client.force_login(otto)
-    url = reverse("admin:stacks_stack_change", args=[removed.pk])
-    assert "metadata_table-key-0" not in client.get(url).content.decode()
-    assert client.post(url, {"metadata_table-rows": "0"}).status_code == 403
+    assert "Edit metadata…" not in client.get(reverse("admin:stacks_stack_change", args=[removed.pk])).content.decode()
+    url = reverse("admin:stacks_stack_metadata", args=[removed.pk])
+    fields = {"meta_shown": '{"branch": "main"}', "meta_original": "branch", "meta_key": "branch", "meta_value": "x"}
+    response = client.post(url, fields, follow=True)
+    assert any("was removed" in m for m in messages_of(response))
+    assert Stack.objects.get(pk=removed.pk).metadata == {"branch": "main"}
 
 
 # --- actions on several stacks ------------------------------------------------------------------

@@ -202,16 +202,18 @@ def test_it_refuses_undecodable_bytes_in_the_event_form(client, otto, machine):
 def test_it_refuses_lone_surrogates_in_the_admins_metadata_editor(client, otto, machine):
     launch_demo("a1", branch="main")
     client.force_login(otto)
-    url = reverse("admin:stacks_stack_change", args=[Stack.objects.get().pk])
-    fields = form_data(client.get(url).content.decode(), "stack_form")
-    fields["metadata_table-key-3"], fields["metadata_table-value-3"] = "bad", '"\\ud800"'
-    response = client.post(url, fields)
-    assert response.status_code == 200  # the form again, with the error
+    url = reverse("admin:stacks_stack_metadata", args=[Stack.objects.get().pk])
+    fields = form_data(client.get(url).content.decode(), "metadata-form")
+    rows = {name: fields[name] if isinstance(fields[name], list) else [fields[name]]
+            for name in ("meta_original", "meta_key", "meta_value")}
+    bad = {**fields, **{name: [*values, extra] for (name, values), extra in
+                        zip(rows.items(), ("", "bad", '"\\ud800"'), strict=True)}}
+    response = client.post(url, bad)
+    assert response.status_code == 400  # the editor again, with the row marked
     assert "not valid Unicode" in response.content.decode()
-    fields["metadata_table-value-3"] = "fine"
-    fields["metadata_table-original"] = '{"branch": "main", "branch": "x"}'  # a tampered hidden field
-    client.post(url, fields)
-    assert Stack.objects.get().metadata["branch"] == "main"
+    tampered = {**bad, "meta_value": [*rows["meta_value"], "fine"], "meta_shown": '{"branch": "main", "branch": "x"}'}
+    assert client.post(url, tampered).status_code == 400  # a tampered hidden field: nothing saved
+    assert Stack.objects.get().metadata == {"branch": "main"}
 
 
 def run_cli(*args, stdin: str | None = None) -> str:

@@ -211,10 +211,8 @@ def test_it_lets_operators_and_admins_run_stack_actions_and_nobody_else(client, 
 def test_it_lets_operators_and_admins_edit_metadata(client, people, machine, role, saved):
     launch("alpha", branch="main")
     client.force_login(people[role])
-    url = reverse("admin:stacks_stack_change", args=[Stack.objects.get(key="alpha").pk])
-    data = form_data(client.get(url).content.decode(), "stack_form")  # the tasks' management form, if shown
-    data.update({"metadata_table-rows": "1", "metadata_table-original": '{"branch": "main"}',
-                 "metadata_table-was-0": "branch", "metadata_table-key-0": "branch", "metadata_table-value-0": "next"})
+    url = reverse("admin:stacks_stack_metadata", args=[Stack.objects.get(key="alpha").pk])
+    data = {"meta_shown": '{"branch": "main"}', "meta_original": "branch", "meta_key": "branch", "meta_value": "next"}
 
     response = client.post(url, data)
 

@@ -51,10 +51,10 @@ def lena(db):
 def test_it_requires_csrf_on_the_admins_metadata_form(csrf_client, otto, machine):
     launch("alpha", branch="main")
     csrf_client.force_login(otto)
-    url = f"/admin/stacks/stack/{Stack.objects.get(key='alpha').pk}/change/"
-    fields = form_data(csrf_client.get(url).content.decode(), "stack_form")
+    url = f"/admin/stacks/stack/{Stack.objects.get(key='alpha').pk}/metadata/"
+    fields = form_data(csrf_client.get(url).content.decode(), "metadata-form")
     fields.pop("csrfmiddlewaretoken")
-    fields["metadata_table-value-0"] = "forged"
+    fields["meta_value"] = ["forged", "", ""]
 
     assert csrf_client.post(url, fields).status_code == 403
     assert Stack.objects.get(key="alpha").metadata == {"branch": "main"}
@@ -86,9 +86,9 @@ def test_it_requires_csrf_on_the_login_forms(csrf_client, lena):
 def test_it_accepts_a_form_that_carries_its_csrf_token(csrf_client, otto, machine):
     launch("alpha", branch="main")
     csrf_client.force_login(otto)
-    url = f"/admin/stacks/stack/{Stack.objects.get(key='alpha').pk}/change/"
-    fields = form_data(csrf_client.get(url).content.decode(), "stack_form")
-    fields["metadata_table-value-0"] = "next"
+    url = f"/admin/stacks/stack/{Stack.objects.get(key='alpha').pk}/metadata/"
+    fields = form_data(csrf_client.get(url).content.decode(), "metadata-form")
+    fields["meta_value"] = ["next", "", ""]
     assert csrf_client.post(url, fields).status_code == 302
     assert Stack.objects.get(key="alpha").metadata == {"branch": "next"}
 

@@ -1,5 +1,5 @@
 // Metadata rows, shared by the stack page and the new-stack form: name/value inputs posted as
-// parallel lists (meta_original, meta_key, meta_value), read on the server by stacks.forms.MetadataRows.
+// parallel lists (meta_original, meta_key, meta_value), read on the server by stacks.metadata_editor.MetadataRows.
 // The stack page's form also carries the metadata its rows were filled from (meta_shown), so only
 // what was changed here is saved; stack.js keeps it in step whenever it fills the rows again.
 // Values are JSON when they look like JSON, so the same rule is used here to fill the inputs.

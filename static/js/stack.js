@@ -223,7 +223,7 @@ function metadataForm(metadata, force = false) {
   const rows = form.querySelector("[data-meta-rows]");
   const header = rows.querySelector(".meta-row-head");
   rows.replaceChildren(header, ...Object.entries(metadata).map(([k, v]) => metaRow(k, k, formatValue(v))), metaRow("", "", ""));
-  // What the rows show, so the server sends only what was changed here (stacks.forms.MetadataRows).
+  // What the rows show, so the server sends only what was changed here (stacks.metadata_editor.MetadataRows).
   form.querySelector("[data-meta-shown]").value = JSON.stringify(metadata);
   form.querySelector(".alert")?.remove();
   delete form.dataset.dirty;

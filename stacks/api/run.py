@@ -1,6 +1,6 @@
 """The run record in the HTTP API (issue #8): every task attempt of a stack, one attempt, its output.
 
-Thin like `stacks.api`: parse, read through `stacks.attempts`, answer. Output is text/plain; with
+Thin like `stacks.api.stacks`: parse, read through `stacks.attempts`, answer. Output is text/plain; with
 `?since=<line>` only the lines after that line number come back, and `X-Next-Line` says which
 number to ask from next time.
 """
@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from cloudseam_site.accounts.models import ROLE_VIEWER
 from cloudseam_site.api import ApiError, api_endpoint
 from stacks import attempts
-from stacks.api import MAX_PAGE_SIZE, _int_param, find_removed, find_stack
+from stacks.api.stacks import MAX_PAGE_SIZE, _int_param, find_removed, find_stack
 from stacks.models import ATTEMPT_OUTCOMES, Stack, TaskAttempt
 from stacks.snapshots import attempt_json
 

@@ -16,8 +16,8 @@ from django.views.decorators.http import require_POST
 from cloudseam_site.accounts.models import ROLE_OPERATOR
 from cloudseam_site.accounts.roles import request_actor, role_required
 from stacks import bulk
-from stacks.forms import StackFilterForm
 from stacks.models import Stack
+from stacks.pages.forms import StackFilterForm
 from stacks.triage import BulkActionForm
 
 SOURCE = "ui"

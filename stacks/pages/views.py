@@ -24,19 +24,8 @@ from cloudseam_site.api import iso
 from machines_app import diagrams
 from machines_app.diagram_context import diagram_context
 from machines_app.models import Machine
-from stacks import lifetimes, run_views, services, triage
-from stacks.forms import (
-    METADATA_HELP,
-    SORT_LABELS,
-    EventForm,
-    MetadataRows,
-    NewStackForm,
-    RetryForm,
-    StackFilterForm,
-    TaskResultForm,
-    display_value,
-    value_type,
-)
+from stacks import lifetimes, services, triage
+from stacks.metadata_editor import METADATA_HELP, MetadataRows, display_value, value_type
 from stacks.models import (
     ERROR,
     PENDING,
@@ -46,6 +35,8 @@ from stacks.models import (
     Task,
     current_tasks_by_stack,
 )
+from stacks.pages import run as run_views
+from stacks.pages.forms import SORT_LABELS, EventForm, NewStackForm, RetryForm, StackFilterForm, TaskResultForm
 from stacks.snapshots import event_json, stack_json
 
 PAGE_SIZE = 50

@@ -17,7 +17,7 @@ from cloudseam_site.accounts.roles import request_actor, role_required
 from machines_app import in_flight
 from machines_app.models import Machine
 from stacks import upgrades
-from stacks.views import SOURCE, wants_json
+from stacks.pages.views import SOURCE, wants_json
 
 
 def _page(request: HttpRequest, machine: Machine, status: int = 200, **context) -> HttpResponse:

@@ -1,7 +1,7 @@
 """The stack page's run record (issue #8): the path taken, state visits with their attempts, the
 timeline scrubber's frames.
 
-`run_context` adds to `stacks.views.detail_context`; the frames themselves are served apart
+`run_context` adds to `stacks.pages.views.detail_context`; the frames themselves are served apart
 (`replay.json`) so the page stays light with a long history. Views stay thin.
 """
 

@@ -2,7 +2,10 @@
 
 from django.urls import path, re_path
 
-from stacks import run_views, triage_views, upgrades_views, views
+from stacks.pages import run as run_views
+from stacks.pages import triage as triage_views
+from stacks.pages import upgrades as upgrades_views
+from stacks.pages import views
 
 STACK_ID = r"(?P<stack_id>[A-Za-z0-9][A-Za-z0-9._-]{0,62})"
 
