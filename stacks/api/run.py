@@ -7,13 +7,12 @@ number to ask from next time.
 
 from __future__ import annotations
 
-from django.core.paginator import EmptyPage, Paginator
 from django.http import HttpRequest, HttpResponse
 
 from cloudseam_site.accounts.models import ROLE_VIEWER
 from cloudseam_site.api import ApiError, api_endpoint
 from stacks import attempts
-from stacks.api.stacks import MAX_PAGE_SIZE, _int_param, find_removed, find_stack
+from stacks.api.stacks import MAX_PAGE_SIZE, api_page, find_removed, find_stack
 from stacks.models import ATTEMPT_OUTCOMES, Stack, TaskAttempt
 from stacks.snapshots import attempt_json
 
@@ -42,20 +41,9 @@ def _attempts_page(request: HttpRequest, stack: Stack) -> dict:
         raise ApiError(400, f"outcome must be one of {', '.join(OUTCOME_NAMES)}; got {outcome[:20]!r}")
     found = attempts.for_stack(stack, state=request.GET.get("state", ""), name=request.GET.get("name", ""),
                                outcome=outcome)
-    paginator = Paginator(found, _int_param(request, "pageSize", 50, MAX_PAGE_SIZE))
-    try:
-        page = paginator.page(_int_param(request, "page", 1))
-    except EmptyPage:
-        raise ApiError(404, f"there is no page {request.GET.get('page')}; pages: {paginator.num_pages}") from None
-    return {
-        "stack": stack.key,
-        "record": stack.pk,
-        "removed": stack.removed,
-        "count": paginator.count,
-        "page": page.number,
-        "pages": paginator.num_pages,
-        "results": [attempt_json(a, stack_key=stack.key) for a in page.object_list],
-    }
+    rows, counts = api_page(request, found, size=50, limit=MAX_PAGE_SIZE)
+    return {"stack": stack.key, "record": stack.pk, "removed": stack.removed, **counts,
+            "results": [attempt_json(a, stack_key=stack.key) for a in rows]}
 
 
 def find_attempt(attempt_id: int) -> TaskAttempt:

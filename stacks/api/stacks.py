@@ -38,6 +38,16 @@ def _int_param(request: HttpRequest, name: str, default: int, limit: int | None 
     return min(int(raw), limit) if limit else int(raw)
 
 
+def api_page(request: HttpRequest, items, *, size: int, limit: int) -> tuple[list, dict]:
+    """One page of `items` (`?page=`, `?pageSize=` up to `limit`) and the counts every listing answers."""
+    paginator = Paginator(items, _int_param(request, "pageSize", size, limit))
+    try:
+        page = paginator.page(_int_param(request, "page", 1))
+    except EmptyPage:
+        raise ApiError(404, f"there is no page {request.GET.get('page')}; pages: {paginator.num_pages}") from None
+    return list(page.object_list), {"count": paginator.count, "page": page.number, "pages": paginator.num_pages}
+
+
 def _stack_filters(request: HttpRequest):
     removed = request.GET.get("removed", "false").lower()
     if removed not in ("true", "false"):
@@ -56,20 +66,9 @@ def _stack_filters(request: HttpRequest):
 @api_endpoint(methods=("GET",), role=ROLE_VIEWER)
 def list_stacks(request: HttpRequest) -> dict:
     stacks = _stack_filters(request).select_related("machine", "machine_version").order_by("key", "-removed_at")
-    size = _int_param(request, "pageSize", 50, MAX_PAGE_SIZE)
-    paginator = Paginator(stacks, size)
-    try:
-        page = paginator.page(_int_param(request, "page", 1))
-    except EmptyPage:
-        raise ApiError(404, f"there is no page {request.GET.get('page')}; pages: {paginator.num_pages}") from None
-    rows = list(page.object_list)
+    rows, counts = api_page(request, stacks, size=50, limit=MAX_PAGE_SIZE)
     tasks = current_tasks_by_stack(rows)
-    return {
-        "count": paginator.count,
-        "page": page.number,
-        "pages": paginator.num_pages,
-        "results": [stack_json(s, tasks.get(s.pk, [])) for s in rows],
-    }
+    return {**counts, "results": [stack_json(s, tasks.get(s.pk, [])) for s in rows]}
 
 
 def find_stack(stack_id: str) -> Stack:
@@ -107,18 +106,6 @@ def removed_history(request: HttpRequest, record: int) -> dict:
 
 
 def _history(request: HttpRequest, stack: Stack) -> dict:
-    size = _int_param(request, "pageSize", 100, 500)
-    paginator = Paginator(StackEvent.objects.filter(stack=stack), size)
-    try:
-        page = paginator.page(_int_param(request, "page", 1))
-    except EmptyPage:
-        raise ApiError(404, f"there is no page {request.GET.get('page')}; pages: {paginator.num_pages}") from None
-    return {
-        "stack": stack.key,
-        "record": stack.pk,
-        "removed": stack.removed,
-        "count": paginator.count,
-        "page": page.number,
-        "pages": paginator.num_pages,
-        "results": [event_json(e) for e in page.object_list],
-    }
+    events, counts = api_page(request, StackEvent.objects.filter(stack=stack), size=100, limit=500)
+    return {"stack": stack.key, "record": stack.pk, "removed": stack.removed, **counts,
+            "results": [event_json(e) for e in events]}
