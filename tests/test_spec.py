@@ -20,7 +20,9 @@ from hypothesis import strategies as st
 from machines_app import spec
 from machines_app.spec import Action, Machine, Problem, SpecError, TaskDef, Validation
 
-COMPAT = Path(__file__).resolve().parent.parent.parent / "shared" / "compat"  # shared/ lies beside the checkout
+COMPAT = next((p for p in (Path(__file__).resolve().parent.parent.parent / "shared" / "compat",  # beside the checkout
+                           Path("/work/shared/compat")) if p.is_dir()), None)
+needs_compat = pytest.mark.skipif(COMPAT is None, reason="shared/compat is not beside this checkout")
 MACHINES = Path(__file__).parent / "machines"
 
 # Line numbers below refer to this document; tests change one piece of it at a time.
@@ -95,6 +97,7 @@ def one_task(executor: str, config: str | None) -> Validation:
 # --- machines that must validate ----------------------------------------------------------------
 
 
+@needs_compat
 def test_it_accepts_the_original_sample_machine():
     result = spec.validate((COMPAT / "original-v1-sample.yml").read_bytes())
     assert result.errors == ()
@@ -107,6 +110,7 @@ def test_it_accepts_the_original_sample_machine():
     assert machine.tasks["nuke-files"].config["source"] == {"type": "local", "location": "/samples/tf"}
 
 
+@needs_compat
 def test_it_accepts_the_original_validator_machine():
     result = spec.validate((COMPAT / "original-validator-valid.yml").read_text())
     assert result.errors == ()
