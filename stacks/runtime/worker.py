@@ -10,11 +10,14 @@ about CLOUDSEAM_TASK_LOST_AFTER seconds; `serve` also restarts the dead worker.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 from django.conf import settings
 from django.db import close_old_connections
 from rq import SimpleWorker
+
+from cloudseam_site.processes import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,9 @@ def _reap_forever(stop: threading.Event, worker=None) -> None:
 
 class CloudSeamWorker(SimpleWorker):
     def work(self, *args, **kwargs):
+        # Whatever the worker forks (RQ's scheduler with --with-scheduler) ends with it, even after a
+        # kill -9: nothing of a dead worker may linger. Task programs run under their guard instead.
+        os.register_at_fork(after_in_child=die_with_parent)
         stop = threading.Event()
         thread = threading.Thread(target=_reap_forever, args=(stop, self), name="cloudseam-liveness", daemon=True)
         thread.start()
