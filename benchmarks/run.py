@@ -4,7 +4,8 @@ The machine's cores are shared, so absolute rates wander; each figure is compare
 taken at (nearly) the same time: pgbench and a bare Django transaction on the same PostgreSQL,
 the same on SQLite, raw RQ no-op jobs on the same worker class and count. Prints one line per
 figure (value, reference, ratio, goal, met or not) and exits 0, unless `--check` is given (then 1
-when a goal is missed). Scratch databases (PostgreSQL `cloudseam_bench_*`, SQLite files, Redis db
+when a goal is missed). Names on the command line (`P0`, `P1`, …, `bench_impact`) run only those.
+Scratch databases (PostgreSQL `cloudseam_bench_*`, SQLite files, Redis db
 BENCH_REDIS_DB) are removed at the end, also after a failure. Needs PostgreSQL for P1, P3 and P4
 (BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/); they are skipped without it.
 """
@@ -202,23 +203,40 @@ def standalone(module: str, title: str) -> None:
         rows.append((module, False))
 
 
+def run_figures(only: set[str], data_dir: str, state: dict) -> None:
+    """Every figure, or only those named; `state["pg"]` holds the PostgreSQL details once P1 ran."""
+    def wanted(*keys: str) -> bool:
+        return not only or bool(only & set(keys))
+
+    pg = None
+    if wanted("P0"):
+        p0()
+    if wanted("P1", "P3", "P4"):
+        pg = state["pg"] = p1(data_dir)
+    if wanted("P2"):
+        p2(data_dir)
+    if wanted("P3", "P4"):
+        p3_p4(pg)
+    if wanted("P5"):
+        report("P5", "event → WebSocket frame, 50 watchers", None, "",
+               note="(not measured by this runner yet; see the report in the issue)")
+    if wanted("P6"):
+        p6(tempfile.mkdtemp(prefix="cloudseam-bench-dash-", dir=data_dir))
+    for module, title in STANDALONE:
+        if wanted(module.upper()):
+            standalone(module, title)
+
+
 def main(argv: list[str]) -> int:
     started = time.perf_counter()
     data_dir = tempfile.mkdtemp(prefix="cloudseam-bench-")
-    pg = None
+    state: dict = {"pg": None}
+    only = {arg.upper() for arg in argv if not arg.startswith("-")}
     try:
-        p0()
-        pg = p1(data_dir)
-        p2(data_dir)
-        p3_p4(pg)
-        report("P5", "event → WebSocket frame, 50 watchers", None, "",
-               note="(not measured by this runner yet; see the report in the issue)")
-        p6(tempfile.mkdtemp(prefix="cloudseam-bench-dash-", dir=data_dir))
-        for module, title in STANDALONE:
-            standalone(module, title)
+        run_figures(only, data_dir, state)
     finally:
         for name in (TAG, f"{TAG}_pgbench", f"{TAG}_serve"):
-            if pg is not None or name.endswith("pgbench"):
+            if state["pg"] is not None or name.endswith("pgbench"):
                 _drop_db(name)
         shutil.rmtree(data_dir, ignore_errors=True)
         try:
