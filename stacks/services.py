@@ -19,7 +19,7 @@ from django.utils import timezone
 from cloudseam_site.accounts.roles import Actor
 from machines_app.models import Machine
 from machines_app.spec import SYSTEM_EVENTS
-from stacks import attempts, effects, engine
+from stacks import attempts, effects, engine, prepared
 from stacks.messages import BadMessage, EventMessage, parse_message
 from stacks.models import (
     OUTCOME_APPLIED,
@@ -141,13 +141,9 @@ def _load_or_create(msg: EventMessage, actor: str | Actor) -> tuple[Stack, bool]
     # Only the stack's own row is locked (of=self): locking the joined machine rows too made every
     # event of a machine wait for the one before. The YAML text stays behind: the spec is cached by
     # content hash (MachineVersion.spec), so the locked select does not carry the whole document.
-    stack = (
-        Stack.objects.select_for_update(of=("self",))
-        .select_related("machine", "machine_version")
-        .defer("machine_version__yaml_text")
-        .filter(key=msg.stack_id, removed_at__isnull=True)
-        .first()
-    )
+    # The statement is built once per connection (stacks.prepared): building it cost more CPU than
+    # running it.
+    stack = prepared.lock_active_stack(msg.stack_id)
     if stack is not None:
         _check_scope(actor, stack.machine.name, stack)  # first: say nothing more to whom may not act here
         if msg.machine and msg.machine != stack.machine.name:
@@ -248,7 +244,7 @@ def _upgrade_machine(stack: Stack, before: engine.StackSnapshot) -> engine.Outco
 def _apply(msg: EventMessage, *, actor: str | Actor, source: str) -> EventResult:
     stack, _created = _load_or_create(msg, actor)
     # Locked too: a worker claiming one of them waits, then sees whether a retry replaced it.
-    tasks = list(stack.tasks.filter(current=True).order_by("position").select_for_update())
+    tasks = prepared.lock_current_tasks(stack.pk)
     before = _snapshot(stack, tasks, engine.merge_metadata(stack.metadata, msg.metadata))
     machine = stack.machine_version.spec
     if _created and msg.event in SERVICE_EVENTS:
@@ -284,7 +280,7 @@ def _record(msg: EventMessage, stack: Stack | None, actor, source: str, outcome:
             to_state: str | None, error: str, status: int, response: dict, *, keep_id: bool = True,
             tasks: list[Task] = ()) -> StackEvent:
     """One history entry; with its message id (unless told not to), so a repeat gets this answer."""
-    return StackEvent.objects.create(
+    return prepared.insert(StackEvent(
         stack=stack,
         stack_key=msg.stack_id,
         event=msg.event,
@@ -301,7 +297,7 @@ def _record(msg: EventMessage, stack: Stack | None, actor, source: str, outcome:
         response=response,
         fingerprint=msg.fingerprint if keep_id and msg.message_id else "",
         machine_version_id=stack.machine_version_id if stack is not None else None,
-    )
+    ))
 
 
 def _metadata_warning(msg: EventMessage, what: str) -> str:
@@ -337,7 +333,7 @@ def _persist(stack: Stack, old_tasks: list[Task], before: engine.StackSnapshot, 
     if outcome.removed:
         stack.removed_at = now
     stack.seq += 1  # the row is locked: live frames carry it, so a watcher can tell it missed one
-    stack.save(update_fields=["state", "previous_state", "metadata", "removed_at", "updated_at", "seq"])
+    prepared.update(stack, ["state", "previous_state", "metadata", "removed_at", "updated_at", "seq"])
     old_by_id = {t.id: t for t in old_tasks}
     changed = [row for inst in outcome.retired if _set_status(row := old_by_id[inst.id], inst, now, current=False)]
     result, created = [], []
