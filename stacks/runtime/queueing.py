@@ -31,6 +31,17 @@ class JobSpec:
 
 
 def get_queue():
+    """The task queue, one per process and Redis address.
+
+    django_rq builds a new Redis client (a new pool, so a new connection, and RQ asks the server
+    for its version) on every call: that was two thirds of an advance's CPU (benchmarks, P1b).
+    The client's pool is thread-safe and reconnects by itself after Redis comes back.
+    """
+    return _queue_for(os.getpid(), repr(settings.RQ_QUEUES.get(QUEUE)))
+
+
+@functools.lru_cache(maxsize=8)
+def _queue_for(pid: int, config: str):
     return django_rq.get_queue(QUEUE)
 
 
