@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 
-import django_rq
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
@@ -18,6 +17,7 @@ from rq import Retry
 
 from stacks.notifications import targets
 from stacks.notifications.models import FAILED, RETRYING, SENT, NotificationDelivery
+from stacks.runtime import queueing
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def enqueue(delivery_ids: list[int]) -> None:
     intervals = list(settings.CLOUDSEAM_NOTIFY_RETRY_INTERVALS)
     retry = Retry(max=len(intervals), interval=intervals) if intervals else None
     try:
-        queue = django_rq.get_queue(QUEUE)
+        queue = queueing.get_queue()  # the process's one client (django_rq builds a new one per call)
         for pk in delivery_ids:
             queue.enqueue(DELIVER, pk, job_id=job_id(pk), retry=retry, job_timeout=120, result_ttl=600,
                           failure_ttl=86400)
