@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from cloudseam_site import prepared_sql
 from cloudseam_site.accounts.roles import Actor
 from machines_app.models import Machine
 from machines_app.spec import SYSTEM_EVENTS
@@ -142,7 +143,7 @@ def _load_or_create(msg: EventMessage, actor: str | Actor) -> tuple[Stack, bool]
     # event of a machine wait for the one before. The YAML text stays behind: the spec is cached by
     # content hash (MachineVersion.spec), so the locked select does not carry the whole document.
     # The statement is built once per connection (stacks.prepared): building it cost more CPU than
-    # running it.
+    # running it did.
     stack = prepared.lock_active_stack(msg.stack_id)
     if stack is not None:
         _check_scope(actor, stack.machine.name, stack)  # first: say nothing more to whom may not act here
@@ -280,7 +281,7 @@ def _record(msg: EventMessage, stack: Stack | None, actor, source: str, outcome:
             to_state: str | None, error: str, status: int, response: dict, *, keep_id: bool = True,
             tasks: list[Task] = ()) -> StackEvent:
     """One history entry; with its message id (unless told not to), so a repeat gets this answer."""
-    return prepared.insert(StackEvent(
+    return prepared_sql.insert(StackEvent(
         stack=stack,
         stack_key=msg.stack_id,
         event=msg.event,
@@ -333,7 +334,7 @@ def _persist(stack: Stack, old_tasks: list[Task], before: engine.StackSnapshot, 
     if outcome.removed:
         stack.removed_at = now
     stack.seq += 1  # the row is locked: live frames carry it, so a watcher can tell it missed one
-    prepared.update(stack, ["state", "previous_state", "metadata", "removed_at", "updated_at", "seq"])
+    prepared_sql.update(stack, ["state", "previous_state", "metadata", "removed_at", "updated_at", "seq"])
     old_by_id = {t.id: t for t in old_tasks}
     changed = [row for inst in outcome.retired if _set_status(row := old_by_id[inst.id], inst, now, current=False)]
     result, created = [], []

@@ -1,9 +1,10 @@
-"""stacks.prepared: the event path's statements, built once, must read and write what the ORM would."""
+"""stacks.prepared and cloudseam_site.prepared_sql: statements, built once, must read and write what the ORM would."""
 
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from cloudseam_site import prepared_sql
 from stacks import prepared
 from stacks.models import Stack, StackEvent, Task
 from stacks.services import handle_event
@@ -62,7 +63,7 @@ def test_it_updates_only_the_named_fields_and_stamps_updated_at(simple_machine):
     before = stack.updated_at
     stack.metadata, stack.seq, stack.state = {"x": "ü", "list": [None, True]}, 41, "SOMEWHERE"
     with transaction.atomic():
-        prepared.update(stack, ["metadata", "seq", "updated_at"])
+        prepared_sql.update(stack, ["metadata", "seq", "updated_at"])
     stored = Stack.objects.get(pk=stack.pk)
     assert stored.metadata == {"x": "ü", "list": [None, True]}
     assert stored.seq == 41
@@ -73,7 +74,7 @@ def test_it_updates_only_the_named_fields_and_stamps_updated_at(simple_machine):
 def test_it_inserts_a_row_and_gives_it_its_key(simple_machine):
     stack = launch("feature-1")
     with transaction.atomic():
-        event = prepared.insert(StackEvent(stack=stack, stack_key=stack.key, event="NOTE", source="tests",
+        event = prepared_sql.insert(StackEvent(stack=stack, stack_key=stack.key, event="NOTE", source="tests",
                                            outcome="applied", metadata={"k": [1, {"a": None}]},
                                            response={"ok": True}, message_id=None))
     stored = StackEvent.objects.get(pk=event.pk)
@@ -95,3 +96,32 @@ def test_an_event_still_costs_the_same_statements(simple_machine):
     statements = [q["sql"].split()[0].upper() for q in second.captured_queries]
     assert statements.count("SELECT") == 2 and statements.count("UPDATE") == 1 and statements.count("INSERT") == 1
     assert Stack.objects.get(key="feature-1").metadata["a"] == 2
+
+
+def test_a_bearer_token_is_checked_in_one_statement(simple_machine, bearer, client):
+    headers = bearer("operator")
+    launch("feature-1")
+    client.get("/api/stacks", **headers)  # the first use also stamps the token's last_used_at
+    with CaptureQueriesContext(connection) as captured:
+        answer = client.post("/api/events", {"stackId": "feature-1", "event": "UPDATE_METADATA",
+                                              "metadata": {"a": "b"}}, content_type="application/json", **headers)
+    assert answer.status_code == 200, answer.content
+    before_begin = [q["sql"] for q in captured.captured_queries][:2]
+    assert "stacks_apitoken" in before_begin[0] and before_begin[1].upper().startswith(("BEGIN", "SAVEPOINT")), (
+        before_begin)
+
+
+def test_a_token_limited_to_machines_still_is(simple_machine, make_user, client):
+    from cloudseam_site.accounts.tokens import issue_token
+    from machines_app.models import Machine
+    from machines_app.services import save_machine
+
+    save_machine("other", "version: 1\nevents: [GO]\nstates:\n  INIT:\n    on:\n      GO: [{action: advance, "
+                 "state: END}]\n  END:\n    terminal: true\n", actor="tests", source="tests")
+    launch("feature-1")
+    _, raw = issue_token(None, make_user("limited", "operator"), name="t", role="operator",
+                         machines=[Machine.objects.get(name="other")])
+    answer = client.post("/api/events", {"stackId": "feature-1", "event": "UPDATE_METADATA", "metadata": {"a": "b"}},
+                         content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert answer.status_code == 403, answer.content
+    assert "may not change stacks of machine simple" in answer.json()["error"]

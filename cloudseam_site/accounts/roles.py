@@ -95,6 +95,8 @@ def machine_scope(user, token=None) -> frozenset[str] | None:
     """The machines a user (through a token, if any) may change; None when not limited."""
     from cloudseam_site.accounts.models import MachineAccess
 
+    if token is not None and getattr(token, "limited", None) == (False, False):
+        return None  # found by tokens.find_token, which already asked whether anything limits it
     scope = None
     access = MachineAccess.objects.filter(user=user).first() if user is not None and user.is_authenticated else None
     if access is not None:

@@ -14,11 +14,21 @@ from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
-from cloudseam_site.accounts.models import ROLES, ApiToken, hash_token
+from cloudseam_site import prepared_sql
+from cloudseam_site.accounts.models import (
+    ROLE_ADMIN,
+    ROLE_OPERATOR,
+    ROLE_VIEWER,
+    ROLES,
+    ApiToken,
+    MachineAccess,
+    hash_token,
+)
 from cloudseam_site.accounts.roles import RANK, user_role
+from cloudseam_site.prepared_sql import TEXT
 
 log = logging.getLogger("cloudseam.audit")
 
@@ -96,10 +106,15 @@ def revoke_tokens(by, tokens: QuerySet[ApiToken]) -> list[ApiToken]:
 
 
 def find_token(raw: str) -> ApiToken | None:
-    """The live token for a raw value, or None if unknown, revoked or expired."""
+    """The live token for a raw value, or None if unknown, revoked or expired.
+
+    Every API request asks this, then its user's role and machine scope: one statement, built once
+    per connection (cloudseam_site.prepared_sql), answers all three for the usual token; only a
+    user or token limited to some machines costs the queries that name them (roles.machine_scope).
+    """
     if not raw or len(raw) > 200:
         return None
-    token = ApiToken.objects.select_related("user").filter(key_hash=hash_token(raw)).first()
+    token = _token_with_user(hash_token(raw))
     if token is None or token.revoked_at is not None or not token.user.is_active:
         return None
     now = timezone.now()
@@ -107,6 +122,40 @@ def find_token(raw: str) -> ApiToken | None:
         return None
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return token
+
+
+_TOKEN_FIELDS = [f.attname for f in ApiToken._meta.concrete_fields]
+_ROLE_ORDER = (ROLE_ADMIN, ROLE_OPERATOR, ROLE_VIEWER)
+
+
+def _token_query() -> QuerySet:
+    user_fields = [f.attname for f in get_user_model()._meta.concrete_fields]
+    in_group = {role: Exists(Group.objects.filter(user=OuterRef("user_id"), name=role)) for role in _ROLE_ORDER}
+    return (
+        ApiToken.objects.filter(key_hash=TEXT[0])
+        .annotate(**{f"_in_{role}": exists for role, exists in in_group.items()},
+                  _user_limited=Exists(MachineAccess.objects.filter(user=OuterRef("user_id"))),
+                  _token_limited=Exists(ApiToken.machines.through.objects.filter(apitoken_id=OuterRef("pk"))))
+        .values_list(*_TOKEN_FIELDS, *(f"user__{f}" for f in user_fields),
+                     *(f"_in_{role}" for role in _ROLE_ORDER), "_user_limited", "_token_limited")[:1]
+    )
+
+
+def _token_with_user(key_hash: str) -> ApiToken | None:
+    rows = prepared_sql.select("api-token", _token_query, TEXT[:1], key_hash)
+    if not rows:
+        return None
+    row = rows[0]
+    user_model = get_user_model()
+    user_fields = [f.attname for f in user_model._meta.concrete_fields]
+    split = len(_TOKEN_FIELDS) + len(user_fields)
+    token = ApiToken.from_db(prepared_sql.DB, _TOKEN_FIELDS, row[:len(_TOKEN_FIELDS)])
+    user = user_model.from_db(prepared_sql.DB, user_fields, row[len(_TOKEN_FIELDS):split])
+    *groups, user_limited, token_limited = row[split:]
+    user._cloudseam_role = next((role for role, member in zip(_ROLE_ORDER, groups, strict=True) if member), None)
+    ApiToken.user.field.set_cached_value(token, user)
+    token.limited = (bool(user_limited), bool(token_limited))  # read by roles.machine_scope
     return token
 
 

@@ -1,0 +1,109 @@
+"""Statements built by the ORM once per connection and then only run with new values.
+
+Why: on the hot paths (an event, a bearer token check) the database answers each statement in a
+fraction of a millisecond, but building the statement through a queryset (compiling its SELECT
+and joins, `Model.save`, `objects.create`) cost more CPU than everything else the request did
+(benchmarks/bench_events.py, P1/P2 and P3; the figures are in issue #10's closing note). The SQL
+is unchanged: a `Select` is the ORM's own SQL for a queryset (so locking, quoting and backend
+differences stay Django's), compiled with placeholder values that are swapped for the real ones
+on every run, and its rows go through the converters the queryset would apply.
+
+The cache lives on the connection wrapper (one per thread and alias), so nothing compiled for one
+connection or backend runs on another. Only reads through `values_list`, updates by
+primary key and single-row inserts are offered: anything else stays a plain queryset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from django.db import connections, models
+
+M = TypeVar("M", bound=models.Model)
+DB = "default"
+
+# Placeholder values for `select`: unlikely to be real ones, found again by equality in the params.
+TEXT = ("\x00prepared-0\x00", "\x00prepared-1\x00")
+NUMBER = (-7_770_001, -7_770_002)
+
+
+class Select:
+    """One compiled `values_list` queryset: its SQL, where the placeholders sit, its converters."""
+
+    def __init__(self, queryset: models.QuerySet, placeholders: Sequence[object]):
+        compiler = queryset.query.get_compiler(queryset.db)
+        self.sql, params = compiler.as_sql()
+        self.params = list(params)
+        self.slots = [self.params.index(p) if p in self.params else -1 for p in placeholders]
+        if -1 in self.slots:
+            raise RuntimeError(f"a placeholder did not reach the compiled SQL: {self.sql}")
+        self.compiler = compiler
+        self.converters = compiler.get_converters([column for column, _, _ in compiler.select])
+
+    def rows(self, *values) -> list:
+        params = list(self.params)
+        for index, value in zip(self.slots, values, strict=True):
+            params[index] = value
+        with self.compiler.connection.cursor() as cursor:
+            cursor.execute(self.sql, params)
+            rows = cursor.fetchall()
+        return list(self.compiler.apply_converters(rows, self.converters)) if self.converters else rows
+
+
+def cached(name: str, build: Callable[[], object]):
+    """What `build` makes, once per connection (per thread): statements, never data."""
+    cache = connections[DB].__dict__.setdefault("_cloudseam_prepared", {})
+    found = cache.get(name)
+    if found is None:
+        found = cache[name] = build()
+    return found
+
+
+def select(name: str, build: Callable[[], models.QuerySet], placeholders: Sequence[object], *values) -> list:
+    """Rows of the queryset `build()` makes with `placeholders`, run with `values` in their place."""
+    return cached(name, lambda: Select(build(), placeholders)).rows(*values)
+
+
+def update(obj: models.Model, fields: Sequence[str]) -> None:
+    """`obj.save(update_fields=fields)` without building the UPDATE again (auto_now fields are set too)."""
+    model = type(obj)
+    columns = [model._meta.get_field(name) for name in fields]
+    connection = connections[DB]
+
+    def build() -> str:
+        quote = connection.ops.quote_name
+        assignments = ", ".join(f"{quote(f.column)} = %s" for f in columns)
+        return f"UPDATE {quote(model._meta.db_table)} SET {assignments} WHERE {quote(model._meta.pk.column)} = %s"
+
+    sql = cached(f"update:{model._meta.label}:{','.join(fields)}", build)
+    params = [f.get_db_prep_save(f.pre_save(obj, False), connection) for f in columns]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, obj.pk])
+
+
+def insert(obj: M) -> M:
+    """`obj.save(force_insert=True)` for one row, with the INSERT built once; sets the new primary key."""
+    model = type(obj)
+    connection = connections[DB]
+    if not connection.features.can_return_columns_from_insert:
+        obj.save(force_insert=True)
+        return obj
+    pk = model._meta.pk
+    columns = [f for f in model._meta.local_concrete_fields if f is not model._meta.auto_field]
+
+    def build() -> str:
+        quote = connection.ops.quote_name
+        names = ", ".join(quote(f.column) for f in columns)
+        returning, _ = connection.ops.return_insert_columns([pk])
+        marks = ", ".join(["%s"] * len(columns))
+        return f"INSERT INTO {quote(model._meta.db_table)} ({names}) VALUES ({marks}) {returning}"
+
+    sql = cached(f"insert:{model._meta.label}", build)
+    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in columns]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        obj.pk = cursor.fetchone()[0]
+    obj._state.adding = False
+    obj._state.db = DB
+    return obj
