@@ -192,17 +192,17 @@ def _outcome(machine: Machine, original: StackSnapshot, step: _Step) -> Outcome:
     New ids are the instances to run now; ids that disappeared were replaced (by an advance or a retry)
     and their jobs, if any, may be dropped.
     """
-    before = {task.id for task in original.tasks}
-    after = {task.id for task in step.stack.tasks}
-    return Outcome(
-        stack=step.stack,
-        transitions=step.transitions,
-        dispatch=tuple(task.id for task in step.stack.tasks if task.id not in before),
-        cancelled=tuple(task.id for task in original.tasks if task.id not in after),
-        removed=is_removable(machine, step.stack),
-        next_fired=step.next_fired,
-        retired=tuple(task for task in step.retired if task.id in before),
-    )
+    before_ids = [task.id for task in original.tasks]
+    after_ids = [task.id for task in step.stack.tasks]
+    if before_ids == after_ids:  # a report about one task: nothing to run, nothing replaced (the usual case)
+        dispatch = cancelled = ()
+    else:
+        before, after = set(before_ids), set(after_ids)
+        dispatch = tuple(task_id for task_id in after_ids if task_id not in before)
+        cancelled = tuple(task_id for task_id in before_ids if task_id not in after)
+    retired = tuple(task for task in step.retired if task.id in before_ids) if step.retired else ()
+    return Outcome(stack=step.stack, transitions=step.transitions, dispatch=dispatch, cancelled=cancelled,
+                   removed=is_removable(machine, step.stack), next_fired=step.next_fired, retired=retired)
 
 
 # --- user events and advancing -------------------------------------------------------------------
