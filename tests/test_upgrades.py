@@ -12,11 +12,11 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from cloudseam_site.accounts.models import MachineAccess
-from machines_app import in_flight
+from machines_app import in_flight, spec
 from machines_app.models import Machine
 from machines_app.services import save_machine
 from stacks import services
-from stacks.models import Stack, StackEvent
+from stacks.models import Stack, StackEvent, Task
 from tests.conftest import SIMPLE_MACHINE
 
 pytestmark = pytest.mark.postgres  # also run on PostgreSQL by `make test`
@@ -114,6 +114,30 @@ def test_it_reads_the_stacks_in_two_queries_however_many_there_are(stacks, djang
     machine = Machine.objects.select_related("current_version").get(name="simple")
     with django_assert_num_queries(2):
         in_flight.draft_impact(machine, machine.current_version.spec)
+
+
+def test_it_reads_each_stacks_current_tasks_in_position_order(stacks):
+    """The database joins task names in any order; the positions put them back as UPGRADE_MACHINE sees them."""
+    for task in Task.objects.filter(stack__key="prov-1", current=True):
+        task.position = 1 - task.position  # cert first now, though written second
+        task.save(update_fields=["position"])
+    machine = Machine.objects.select_related("current_version").get(name="simple")
+    reordered = SIMPLE_MACHINE.replace("[db, cert]", "[cert, db]")
+    for draft, stranded, upgradable, has in [(SIMPLE_MACHINE, "prov-1", "prov-2", "cert, db"),
+                                             (reordered, "prov-2", "prov-1", "db, cert")]:
+        verdicts = {v.stack.key: v for v in in_flight.draft_impact(machine, spec.load(draft)).stacks}
+        reasons = verdicts[stranded].reasons
+        assert [r.code for r in reasons] == ["tasks_changed"] and f"the stack has {has})" in reasons[0].message
+        assert verdicts[upgradable].upgradable
+        assert verdicts["run-1"].upgradable  # the tasks it ran in PROVISION are no longer current
+
+
+@pytest.mark.parametrize(
+    ("task_list", "names"),
+    [(None, ()), ("", ()), ("0 db", ("db",)), ("1 cert,0 db", ("db", "cert")), ("10 c,2 b,0 a", ("a", "b", "c"))],
+)
+def test_it_puts_the_task_names_the_database_joined_in_position_order(task_list, names):
+    assert in_flight.task_names(task_list) == names
 
 
 def test_it_compares_a_stack_with_the_version_it_is_pinned_to(as_viewer, stacks):
