@@ -16,8 +16,8 @@ from django.db.models.functions import Cast
 from machines_app import impact, spec
 from machines_app.models import Machine, MachineVersion
 
-# Stack ids and task names are letters, digits, '.', '_' and '-' (stacks.messages, the validator),
-# so these separators cannot occur inside them.
+# Stack ids (checked by stacks.messages before a stack is created) and task names (checked by the
+# validator) are letters, digits, '.', '_' and '-', so these separators cannot occur inside them.
 KEY_SEPARATOR = " "
 TASK_SEPARATOR = ","
 
@@ -47,7 +47,7 @@ def _groups(stacks: QuerySet) -> list[tuple[int, str, str | None, str]]:
 
     The ORM writes the query of one row per stack, its current tasks joined in and aggregated;
     the database then groups those rows in a derived table, which the ORM cannot write. (A
-    correlated subquery per stack, which it can, is as fast on SQLite, but PostgreSQL's planner
+    correlated subquery per stack, which it can, is about as fast on SQLite, but PostgreSQL's planner
     then costs the query high enough to JIT-compile it: 20 ms more for 10 000 stacks.)
     """
     per_stack = (
