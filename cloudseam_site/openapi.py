@@ -79,11 +79,20 @@ IMPACT_SCHEMA = {
     "properties": {
         "machine": {"type": "string"},
         "currentVersion": {"type": "integer"},
-        "active": {"type": "integer"},
-        "upgradable": {"type": "array", "items": {"type": "string"}, "description": "ids of stacks that can move up"},
-        "stranded": {"type": "array", "items": {"type": "object", "properties": {
-            "id": {"type": "string"}, "state": {"type": "string"}, "version": {"type": "integer"},
-            "upgradable": {"type": "boolean"}, "reasons": {"type": "array", "items": _REASON}}}},
+        "active": {"type": "integer", "description": "active stacks of the machine"},
+        "upgradableCount": {"type": "integer", "description": "active stacks that could move to the draft"},
+        "strandedCount": {"type": "integer", "description": "active stacks the draft would strand"},
+        "strandedGroups": {
+            "type": "array",
+            "description": "the stranded stacks, one group per set of reasons (so per state), the group with the "
+                           "first stack id first; each lists at most its first 50 stacks by id, `count` says how "
+                           "many it has",
+            "items": {"type": "object", "properties": {
+                "state": {"type": "string"}, "reasons": {"type": "array", "items": _REASON},
+                "count": {"type": "integer"},
+                "stacks": {"type": "array", "maxItems": 50, "items": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "version": {"type": "integer"}}}}}},
+        },
         "states": {"type": "object", "additionalProperties": {"type": "object", "properties": {
             "stacks": {"type": "integer"}, "upgradable": {"type": "integer"}, "stranded": {"type": "integer"},
             "inDraft": {"type": "boolean"}, "nodeId": {"type": ["string", "null"]}}}},
@@ -310,7 +319,9 @@ def document() -> dict:
                                    "(UPGRADE_MACHINE would succeed and nothing it relies on changed) or stranded, "
                                    "with a sentence per reason (state removed, tasks changed, an event it may be "
                                    "waiting for removed, no terminal state reachable any more). An invalid draft "
-                                   "is answered 400 with the validator's errors.",
+                                   "is answered 400 with the validator's errors. The answer stays small however "
+                                   "many stacks there are: counts, per state and in all, and the stranded stacks "
+                                   "by group with the first 50 ids of each.",
                     "parameters": [name],
                     "requestBody": yaml_body,
                     "responses": {"200": _resp("The impact", IMPACT_SCHEMA), **_errors(400, 401, 403, 404, 413, 415)},

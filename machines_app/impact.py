@@ -34,6 +34,7 @@ NO_TERMINAL = "no_terminal"
 REASONS = (STATE_REMOVED, TASKS_CHANGED, EVENT_REMOVED, NO_TERMINAL)
 BLOCKING = frozenset({STATE_REMOVED, TASKS_CHANGED})  # UPGRADE_MACHINE refuses these
 SUMMARY_KEYS = 5  # stack ids named per group in the summary sentence before "and N more"
+LISTED = 50  # stack ids named per stranded group in the JSON answer; the rest are only counted
 
 
 class StackRef(NamedTuple):
@@ -70,6 +71,31 @@ class StackGroup(NamedTuple):
     tasks: tuple[str, ...]
     version: int | None
     keys: list[str]
+
+
+class StrandedGroup(NamedTuple):
+    """Stacks stranded for the same reasons, whatever version or task group they came from.
+
+    The reasons name the state, so the stacks of one group are all in it. What the editor lists:
+    the reasons once, how many stacks, and the first of them, not one entry per stack.
+    """
+
+    state: str
+    reasons: tuple[Reason, ...]
+    stacks: list[tuple[str, int | None]]  # (stack id, version it is pinned to), by stack id
+
+    @property
+    def label(self) -> str:
+        """'FROZEN no longer exists': how the summary sentence names the group."""
+        return "; ".join(r.short for r in self.reasons)
+
+    def as_dict(self, listed: int = LISTED) -> dict:
+        return {
+            "state": self.state,
+            "reasons": [r.as_dict() for r in self.reasons],
+            "count": len(self.stacks),
+            "stacks": [{"id": key, "version": version} for key, version in self.stacks[:listed]],
+        }
 
 
 class StackImpact(NamedTuple):
@@ -124,9 +150,25 @@ class Impact:
     def stranded(self) -> tuple[StackImpact, ...]:
         return self._expand(stranded=True)
 
+    @cached_property
+    def stranded_groups(self) -> tuple[StrandedGroup, ...]:
+        """The stranded stacks, one group per set of reasons, the group with the first stack id first."""
+        found: dict[tuple[Reason, ...], StrandedGroup] = {}
+        for group, reasons in self.groups:
+            if reasons and group.keys:
+                entry = found.setdefault(reasons, StrandedGroup(group.state, reasons, []))
+                entry.stacks.extend((key, group.version) for key in group.keys)
+        for entry in found.values():
+            entry.stacks.sort()
+        return tuple(sorted(found.values(), key=lambda entry: entry.stacks[0]))
+
     @property
     def active(self) -> int:
         return sum(len(group.keys) for group, _ in self.groups)
+
+    @property
+    def stranded_count(self) -> int:
+        return sum(len(group.keys) for group, reasons in self.groups if reasons)
 
     def upgradable_keys(self) -> list[str]:
         """The ids of the stacks that can move up, sorted, without a verdict object per stack."""
@@ -136,11 +178,14 @@ class Impact:
         """One sentence: 'This version would leave 3 stacks stranded (…) and let 41 move up'."""
         return summary(self, subject)
 
-    def as_dict(self) -> dict:
+    def as_dict(self, listed: int = LISTED) -> dict:
+        """Counts, and the stranded stacks by group with at most `listed` ids each: small for any number of stacks."""
+        stranded = self.stranded_count
         return {
             "active": self.active,
-            "upgradable": self.upgradable_keys(),
-            "stranded": [s.as_dict() for s in self.stranded],
+            "upgradableCount": self.active - stranded,
+            "strandedCount": stranded,
+            "strandedGroups": [entry.as_dict(listed) for entry in self.stranded_groups],
             "states": {
                 name: {"stacks": c.stacks, "upgradable": c.upgradable, "stranded": c.stranded}
                 for name, c in self.states.items()
@@ -306,12 +351,11 @@ def summary(impact: Impact, subject: str = "This version") -> str:
     if not impact.groups:
         return f"{subject} affects no stack: none is active"
     groups: dict[str, list[str]] = {}
-    for verdict in impact.stranded:
-        label = "; ".join(r.short for r in verdict.reasons)
-        groups.setdefault(label, []).append(verdict.stack.key)
-    up = impact.active - len(impact.stranded)
+    for entry in impact.stranded_groups:  # groups with the same label (tasks changed, differently) are one
+        groups.setdefault(entry.label, []).extend(key for key, _ in entry.stacks)
+    up = impact.active - impact.stranded_count
     if not groups:
         return f"{subject} would let {'the 1 active stack' if up == 1 else f'all {up} active stacks'} move up"
-    details = "; ".join(_group_text(label, keys) for label, keys in groups.items())
-    stranded = _plural(len(impact.stranded), "stack")
+    details = "; ".join(_group_text(label, sorted(keys)) for label, keys in groups.items())
+    stranded = _plural(impact.stranded_count, "stack")
     return f"{subject} would leave {stranded} stranded ({details}) and let {up} move up"

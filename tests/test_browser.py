@@ -587,6 +587,11 @@ def test_it_foresees_stranded_stacks_in_the_editor_and_moves_the_compatible_ones
     expect(impact).to_contain_text(f"This version would leave 2 stacks stranded (FROZEN no longer exists: "
                                    f"{', '.join(sorted(frozen))}) and let 1 move up")
     expect(page.locator('#preview g.node[id="state-FROZEN"]')).to_have_count(0)
+    impact.locator("summary").click()  # why: one line per group of stacks stranded for the same reasons
+    group = impact.locator(".impact-stacks li")
+    expect(group).to_have_count(1)
+    expect(group).to_contain_text("FROZEN, 2 stacks: state FROZEN does not exist in this version")
+    expect(group.locator(".impact-ids")).to_have_text(", ".join(f"{key} (v1)" for key in sorted(frozen)))
     shoot(page, "editor-impact")
     # A compatible change: saved, then every stack moves to it from the machine page in one click.
     page.fill("#id_yaml_text", IMPACT_MACHINE.replace("DESTROY]", "DESTROY, PAUSE]"))

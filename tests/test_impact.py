@@ -11,6 +11,8 @@ import itertools
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from machines_app import impact, spec
 from machines_app.impact import EVENT_REMOVED, NO_TERMINAL, STATE_REMOVED, TASKS_CHANGED, StackRef
@@ -215,3 +217,79 @@ def test_it_works_out_each_distinct_stack_situation_once():
 def test_it_finds_the_states_that_reach_a_terminal_state():
     assert impact.terminal_reaching(OLD) == {"INIT", "PROVISION", "RUN", "FROZEN", "GONE"}
     assert impact.terminal_reaching(build(frozen_leads_nowhere)) == {"INIT", "PROVISION", "RUN", "GONE"}
+
+
+# --- stranded stacks by group: what the API answers, however many stacks there are ----------------------
+
+
+def test_it_puts_stacks_stranded_for_the_same_reasons_in_one_group_whatever_their_version():
+    v1, v2 = OLD, build(lambda doc: doc["events"].append("PAUSE"))
+    result = impact.assess(build(frozen_removed), [
+        (v2, [StackRef("b", "FROZEN", (), 2), StackRef("m", "RUN", (), 2)]),
+        (v1, [StackRef("c", "FROZEN", (), 1), StackRef("a", "FROZEN", (), 1)]),
+    ])
+    [group] = result.stranded_groups
+    assert group.state == "FROZEN" and [r.code for r in group.reasons] == [STATE_REMOVED]
+    assert group.stacks == [("a", 1), ("b", 2), ("c", 1)]
+    assert result.stranded_count == 3 and result.active == 4
+
+
+def test_it_keeps_different_reasons_apart_and_orders_the_groups_by_their_first_stack():
+    stacks = [StackRef("z-frozen", "FROZEN"), StackRef("p-odd", "PROVISION", ("db",)),
+              StackRef("q-odder", "PROVISION", ()), StackRef("b-frozen", "FROZEN"), StackRef("run", "RUN")]
+    result = impact.assess(build(frozen_drops_resume), [(OLD, stacks)])
+    groups = [(g.state, [k for k, _ in g.stacks], {r.code for r in g.reasons}) for g in result.stranded_groups]
+    assert groups == [
+        ("FROZEN", ["b-frozen", "z-frozen"], {EVENT_REMOVED}),
+        ("PROVISION", ["p-odd"], {TASKS_CHANGED}),  # each set of tasks has its own sentence
+        ("PROVISION", ["q-odder"], {TASKS_CHANGED}),
+    ]
+    # …but the summary sentence says "different tasks" once for both
+    assert "PROVISION has different tasks: p-odd, q-odder" in result.summary()
+
+
+def test_it_answers_counts_and_only_the_first_stacks_of_each_group():
+    stacks = [StackRef(f"f-{i:03}", "FROZEN", (), 1) for i in range(120)] + [StackRef("run", "RUN", (), 1)]
+    stacks += [StackRef("p", "PROVISION", ("db",), 1)]
+    body = impact.assess(build(frozen_removed), [(OLD, stacks)]).as_dict(listed=50)
+    assert (body["active"], body["upgradableCount"], body["strandedCount"]) == (122, 1, 121)
+    frozen, provision = body["strandedGroups"]
+    assert frozen["state"] == "FROZEN" and frozen["count"] == 120
+    assert frozen["stacks"] == [{"id": f"f-{i:03}", "version": 1} for i in range(50)]
+    assert frozen["reasons"] == [{"code": STATE_REMOVED, "message": frozen["reasons"][0]["message"],
+                                  "blocksUpgrade": True}]
+    assert provision == {"state": "PROVISION", "count": 1, "stacks": [{"id": "p", "version": 1}],
+                         "reasons": [r.as_dict() for r in impact.stack_reasons(OLD, OLD, stacks[-1])]}
+    assert body["states"]["FROZEN"] == {"stacks": 120, "upgradable": 0, "stranded": 120}
+
+
+def test_it_answers_no_groups_when_nothing_is_stranded():
+    body = impact.assess(OLD, [(OLD, STACKS)]).as_dict()
+    assert (body["upgradableCount"], body["strandedCount"], body["strandedGroups"]) == (3, 0, [])
+
+
+SITUATIONS = [StackRef("", state, tasks) for state, tasks in
+              [("FROZEN", ()), ("RUN", ()), ("PROVISION", ("db", "cert")), ("PROVISION", ("db",)), ("INIT", ())]]
+
+
+@given(
+    picks=st.lists(st.tuples(st.sampled_from(SITUATIONS), st.sampled_from([1, 2])), max_size=60),
+    changes=st.one_of(st.lists(st.sampled_from(list(CHANGES.values())), max_size=3, unique=True),
+                      st.just([frozen_removed])),
+)
+@settings(max_examples=60, deadline=None)
+def test_it_groups_exactly_the_stacks_each_verdict_strands(picks, changes):
+    """Whatever the stacks, versions and draft: the groups hold each stranded stack once, with its own reasons."""
+    old = {1: OLD, 2: build(frozen_gets_a_task)}
+    stacks = {1: [], 2: []}
+    for i, (situation, version) in enumerate(picks):
+        stacks[version].append(situation._replace(key=f"s-{i}", version=version))
+    new = build(*changes)
+    result = impact.assess(new, [(old[v], stacks[v]) for v in (1, 2)])
+    grouped = {key: (version, group.reasons) for group in result.stranded_groups for key, version in group.stacks}
+    one_by_one = {s.key: (v, impact.stack_reasons(old[v], new, s)) for v in (1, 2) for s in stacks[v]}
+    assert grouped == {key: verdict for key, verdict in one_by_one.items() if verdict[1]}
+    assert all(group.stacks == sorted(group.stacks) for group in result.stranded_groups)
+    body = result.as_dict()
+    assert sum(group["count"] for group in body["strandedGroups"]) == body["strandedCount"] == len(grouped)
+    assert body["upgradableCount"] == len(result.upgradable_keys()) == len(picks) - len(grouped)

@@ -12,11 +12,11 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from cloudseam_site.accounts.models import MachineAccess
-from machines_app import in_flight
+from machines_app import impact, in_flight, spec
 from machines_app.models import Machine
 from machines_app.services import save_machine
 from stacks import services
-from stacks.models import Stack, StackEvent
+from stacks.models import Stack, StackEvent, Task
 from tests.conftest import SIMPLE_MACHINE
 
 pytestmark = pytest.mark.postgres  # also run on PostgreSQL by `make test`
@@ -67,9 +67,11 @@ def test_it_names_the_stranded_stacks_of_a_draft_and_counts_them_per_state(as_vi
     assert response.status_code == 200
     body = response.json()
     assert body["machine"] == "simple" and body["currentVersion"] == 1 and body["active"] == 4
-    assert body["upgradable"] == ["prov-1", "prov-2"]
-    assert [s["id"] for s in body["stranded"]] == ["run-1", "run-2"]
-    reason = body["stranded"][0]["reasons"][0]
+    assert body["upgradableCount"] == 2 and body["strandedCount"] == 2
+    [group] = body["strandedGroups"]
+    assert group["state"] == "RUN" and group["count"] == 2
+    assert group["stacks"] == [{"id": "run-1", "version": 1}, {"id": "run-2", "version": 1}]
+    reason = group["reasons"][0]
     assert reason["code"] == "state_removed" and reason["blocksUpgrade"] is True
     assert "state RUN does not exist in this version" in reason["message"]
     assert body["states"]["RUN"] == {"stacks": 2, "upgradable": 0, "stranded": 2, "inDraft": False, "nodeId": None}
@@ -116,14 +118,39 @@ def test_it_reads_the_stacks_in_two_queries_however_many_there_are(stacks, djang
         in_flight.draft_impact(machine, machine.current_version.spec)
 
 
+def test_it_reads_each_stacks_current_tasks_in_position_order(stacks):
+    """The database joins task names in any order; the positions put them back as UPGRADE_MACHINE sees them."""
+    for task in Task.objects.filter(stack__key="prov-1", current=True):
+        task.position = 1 - task.position  # cert first now, though written second
+        task.save(update_fields=["position"])
+    machine = Machine.objects.select_related("current_version").get(name="simple")
+    reordered = SIMPLE_MACHINE.replace("[db, cert]", "[cert, db]")
+    for draft, stranded, upgradable, has in [(SIMPLE_MACHINE, "prov-1", "prov-2", "cert, db"),
+                                             (reordered, "prov-2", "prov-1", "db, cert")]:
+        verdicts = {v.stack.key: v for v in in_flight.draft_impact(machine, spec.load(draft)).stacks}
+        reasons = verdicts[stranded].reasons
+        assert [r.code for r in reasons] == ["tasks_changed"] and f"the stack has {has})" in reasons[0].message
+        assert verdicts[upgradable].upgradable
+        assert verdicts["run-1"].upgradable  # the tasks it ran in PROVISION are no longer current
+
+
+@pytest.mark.parametrize(
+    ("task_list", "names"),
+    [(None, ()), ("", ()), ("0 db", ("db",)), ("1 cert,0 db", ("db", "cert")), ("10 c,2 b,0 a", ("a", "b", "c"))],
+)
+def test_it_puts_the_task_names_the_database_joined_in_position_order(task_list, names):
+    assert in_flight.task_names(task_list) == names
+
+
 def test_it_compares_a_stack_with_the_version_it_is_pinned_to(as_viewer, stacks):
     save_machine("simple", NOTE_DROPPED, actor="tests")  # v2: RUN no longer handles NOTE
     running("run-v2")  # pinned to v2, where NOTE is already gone
     body = post_impact(as_viewer, NOTE_DROPPED + "\n# v3\n").json()
-    stranded = {s["id"]: s for s in body["stranded"]}
-    assert set(stranded) == {"run-1", "run-2"}  # on v1, they lose NOTE; run-v2 never had it
-    assert stranded["run-1"]["version"] == 1 and stranded["run-1"]["reasons"][0]["code"] == "event_removed"
-    assert "run-v2" in body["upgradable"]
+    [group] = body["strandedGroups"]
+    assert group["stacks"] == [{"id": "run-1", "version": 1}, {"id": "run-2", "version": 1}]  # run-v2 never had NOTE
+    assert [r["code"] for r in group["reasons"]] == ["event_removed"]
+    assert body["states"]["RUN"] == {"stacks": 3, "upgradable": 1, "stranded": 2, "inDraft": True,
+                                     "nodeId": "state-RUN"}
 
 
 @pytest.mark.parametrize("draft", [COMPATIBLE, RUN_RENAMED, TASKS_CHANGED, NOTE_DROPPED],
@@ -270,7 +297,14 @@ def test_it_says_how_the_impact_check_fails_in_its_help(capsys):
     assert "exits 3 when there are any" in " ".join(capsys.readouterr().out.split())
 
 
-def test_it_describes_the_impact_endpoint_in_the_openapi_document(as_viewer):
+def test_it_describes_the_impact_endpoint_in_the_openapi_document(as_viewer, stacks):
     document = as_viewer.get("/api/openapi.json").json()
     operation = document["paths"]["/api/machines/{name}/impact"]["post"]
     assert {"200", "400", "404"} <= set(operation["responses"])
+    schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    body = post_impact(as_viewer, RUN_RENAMED).json()
+    assert set(body) == set(schema["properties"])
+    groups = schema["properties"]["strandedGroups"]["items"]
+    assert set(body["strandedGroups"][0]) == set(groups["properties"])
+    assert set(body["strandedGroups"][0]["stacks"][0]) == set(groups["properties"]["stacks"]["items"]["properties"])
+    assert groups["properties"]["stacks"]["maxItems"] == impact.LISTED

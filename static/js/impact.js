@@ -1,13 +1,13 @@
 // What a draft does to the stacks already running its machine: asks POST /api/machines/<name>/impact
 // with the editor's text, says it in one sentence beside the validation ("This version would leave
-// 3 stacks stranded (…) and let 41 move up"), lists the stranded stacks with why, and marks the
-// preview diagram: states with stacks in them now (with their counts) and states that would strand
-// them. Node ids come from the server's answer (machines_app.diagrams.svg_node_id), never built here.
+// 3 stacks stranded (…) and let 41 move up"), lists why stacks are stranded, one line per group of
+// stacks with the same reasons (the server names the first 50 of each and counts the rest), and marks
+// the preview diagram: states with stacks in them now (with their counts) and states that would
+// strand them. Node ids come from the server's answer (machines_app.diagrams.svg_node_id), never built here.
 
 import { csrfToken, h } from "./live.js";
 
 const SVG = "http://www.w3.org/2000/svg";
-const LISTED = 50; // stranded stacks listed by name; the sentence already names the first of each group
 
 /** The impact of `text`, or null when the server could not say (an invalid draft is shown by validation). */
 export async function fetchImpact(url, text) {
@@ -19,23 +19,30 @@ export async function fetchImpact(url, text) {
   return response.json();
 }
 
-/** Say what the draft does, in `box` (its sentence and a list of the stranded stacks with why). */
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
+/** One group of stranded stacks: its state, why, and the stacks the server named ("and N more"). */
+function groupItem(group) {
+  const named = group.stacks.map((s) => `${s.id} (v${s.version})`).join(", ");
+  const more = group.count - group.stacks.length;
+  return h("li", {},
+    h("strong", { text: `${group.state}, ${plural(group.count, "stack")}` }), `: ${group.reasons.map((r) => r.message).join("; ")}`,
+    h("div", { class: "impact-ids muted", text: more > 0 ? `${named} and ${more} more` : named }));
+}
+
+/** Say what the draft does, in `box` (its sentence and, per group of stranded stacks, why). */
 export function showImpact(box, impact) {
   if (!impact) {
     box.hidden = true;
     return;
   }
-  const stranded = impact.stranded.length;
+  const stranded = impact.strandedCount;
   box.hidden = false;
   box.className = `impact ${stranded ? "impact-stranded" : "impact-fine"}`;
-  const items = impact.stranded.slice(0, LISTED).map((s) => h("li", {},
-    h("strong", { text: s.id }), ` (${s.state}, v${s.version}): `,
-    s.reasons.map((r) => r.message).join("; ")));
-  const more = stranded > LISTED ? h("li", { class: "muted", text: `and ${stranded - LISTED} more` }) : null;
   box.replaceChildren(
     h("p", { class: "impact-summary", id: "impact-summary", text: `${impact.summary}.` }),
     stranded ? h("details", {}, h("summary", { text: `Why ${stranded === 1 ? "it is" : "they are"} stranded` }),
-      h("ul", { class: "impact-stacks" }, items, more)) : null,
+      h("ul", { class: "impact-stacks" }, impact.strandedGroups.map(groupItem))) : null,
   );
 }
 
@@ -64,7 +71,7 @@ export function markDiagram(figure, impact) {
     if (!node) continue;
     node.classList.add("has-stacks");
     node.classList.toggle("strands", counts.stranded > 0);
-    const stacks = `${counts.stacks} stack${counts.stacks === 1 ? "" : "s"}`;
+    const stacks = plural(counts.stacks, "stack");
     badge(node, counts.stranded ? `${stacks}, ${counts.stranded} stranded` : stacks);
     node.dataset.stacks = String(counts.stacks);
     node.dataset.stranded = String(counts.stranded);
