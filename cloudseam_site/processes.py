@@ -26,16 +26,30 @@ def die_with_parent() -> None:
             pass
 
 
-def spawn(argv: Sequence[str], *, env: dict | None = None, log_file=None) -> subprocess.Popen:
-    """Start a child in its own process group (a terminal's Ctrl-C reaches only `serve`)."""
+def spawn(argv: Sequence[str], *, env: dict | None = None, log_file=None, pass_fds: Sequence[int] = (),
+          move_fds: dict[int, int] | None = None) -> subprocess.Popen:
+    """Start a child in its own process group (a terminal's Ctrl-C reaches only `serve`).
+
+    `move_fds` {parent's descriptor: child's number} places inherited sockets where the child
+    expects them; those numbers must be in `pass_fds` too.
+    """
+    moves = dict(move_fds or {})
+
+    def prepare() -> None:
+        die_with_parent()
+        for source, target in moves.items():
+            if source != target:
+                os.dup2(source, target)  # inheritable: dup2 clears close-on-exec
+
     return subprocess.Popen(
         list(argv),
         env=env,
+        pass_fds=tuple(pass_fds),
         stdin=subprocess.DEVNULL,
         stdout=log_file,
         stderr=subprocess.STDOUT if log_file is not None else None,
         start_new_session=True,
-        preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, safe before exec
+        preexec_fn=prepare,  # noqa: PLW1509 - only prctl and dup2, safe before exec
     )
 
 

@@ -41,7 +41,7 @@ class Server:
     """One running `serve`. Use `api()` for JSON calls and `manage()` for CLI commands."""
 
     def __init__(self, *, workers: int = 2, machines: dict[str, str] | None = None, env: dict | None = None,
-                 include_demo_machines: bool = True):
+                 include_demo_machines: bool = True, web: int = 1):
         self.root = Path(tempfile.mkdtemp(prefix="cloudseam-e2e-"))
         self.data_dir = self.root / "data"
         self.machines_dir = self.root / "machines"
@@ -59,6 +59,7 @@ class Server:
                          "CLOUDSEAM_PYTHON_PREFIXES": "tests.executor_targets", "PYTHONPATH": str(ROOT)})
         self.env.update(env or {})
         self.workers = workers
+        self.web = web
         self.process: subprocess.Popen | None = None
         self.output: list[str] = []
         self.admin_password: str | None = None
@@ -66,7 +67,8 @@ class Server:
 
     def start(self, timeout: float = 60) -> Server:
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--port", str(self.port), "--workers", str(self.workers)],
+            [sys.executable, "manage.py", "serve", "--port", str(self.port), "--workers", str(self.workers),
+             "--web", str(self.web)],
             cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             stdin=subprocess.DEVNULL,
         )

@@ -68,6 +68,31 @@ def test_it_takes_its_children_down_even_when_killed_hard():
         server.cleanup()
 
 
+def test_several_web_processes_share_the_port_and_each_serves_alone():
+    server = Server(workers=0, web=2).start()
+    try:
+        webs = [child for child in server.children() if "daphne" in " ".join(child.cmdline())]
+        assert len(webs) == 2, _names(server.children())
+        token = server.token("operator")
+        for serving in webs:
+            paused = [web for web in webs if web is not serving]
+            for web in paused:
+                web.suspend()  # a stopped process accepts nothing: every connection goes to `serving`
+            try:
+                request = urllib.request.Request(
+                    server.url + "/api/events", method="POST", headers={
+                        "Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                    data=json.dumps({"stackId": f"via-{serving.pid}", "event": "LAUNCH", "machine": "qa-env"}).encode())
+                with urllib.request.urlopen(request, timeout=20) as answer:
+                    assert answer.status == 200
+            finally:
+                for web in paused:
+                    web.resume()
+        assert server.stop() == 0
+    finally:
+        server.cleanup()
+
+
 def test_it_does_not_print_the_admin_password_again():
     server = Server(workers=0).start()
     try:

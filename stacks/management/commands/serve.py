@@ -7,6 +7,7 @@ then supervises: a dead worker is restarted; Ctrl-C or SIGTERM stops every child
 
 from __future__ import annotations
 
+import http.client
 import os
 import secrets
 import signal
@@ -27,6 +28,7 @@ from machines_app.services import load_folder
 
 WORKER_RESTART_DELAY = 2.0
 BACKLOG = 1024  # pending connections the web server accepts in a burst
+LISTEN_FD = 3  # where a shared listening socket is handed to the web processes (systemd's first)
 
 
 class Command(BaseCommand):
@@ -36,10 +38,15 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=os.environ.get("CLOUDSEAM_HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("CLOUDSEAM_PORT", "8000")))
         parser.add_argument("--workers", type=int, default=2, help="RQ worker processes (default 2)")
+        parser.add_argument("--web", type=int, default=int(os.environ.get("CLOUDSEAM_WEB_PROCESSES", "1")),
+                            help="web server processes sharing the port, each with its own database pool "
+                                 "(default 1, or CLOUDSEAM_WEB_PROCESSES)")
 
-    def handle(self, *args, host, port, workers, **options):
+    def handle(self, *args, host, port, workers, web, **options):
         if workers < 0:
             raise CommandError("--workers must be 0 or more")
+        if web < 1:
+            raise CommandError("--web must be 1 or more")
         _check_port_free(host, port)
         use_private_umask()  # the database, its -wal/-shm, redis.rdb and logs are created 0600
         logs = Path(settings.DATA_DIR) / "logs"
@@ -61,13 +68,14 @@ class Command(BaseCommand):
                 )
             self._prepare()
             env = {**os.environ, "REDIS_URL": settings.REDIS_URL, "CLOUDSEAM_DATA_DIR": str(settings.DATA_DIR)}
-            web = processes.spawn(_daphne_argv(host, port), env=env, log_file=None)
-            children.append(web)
+            webs = _start_web(host, port, web, env)
+            children.extend(webs)
             pool = [self._start_worker(env, i, logs) for i in range(workers)]
             children.extend(pool)
-            _wait_for_port(host, port, web)
+            _wait_until_served(host, port, webs)
             self.stdout.write(self.style.SUCCESS(f"CloudSeam is running at http://{_display(host)}:{port}/"))
-            self.stdout.write(f"data folder: {settings.DATA_DIR}; Redis: {_redis_label()}; workers: {workers}")
+            self.stdout.write(f"data folder: {settings.DATA_DIR}; Redis: {_redis_label()}; workers: {workers}"
+                              + (f"; web processes: {web}" if web > 1 else ""))
             if host not in ("127.0.0.1", "localhost", "::1") and not os.environ.get("DJANGO_ALLOWED_HOSTS"):
                 self.stderr.write(
                     f"note: listening on {host}, but only {', '.join(settings.ALLOWED_HOSTS)} are accepted as "
@@ -75,7 +83,7 @@ class Command(BaseCommand):
                 )
             self.stdout.write("Press Ctrl-C to stop.")
             sys.stdout.flush()
-            self._supervise(web, pool, env, logs, children, stopping)
+            self._supervise(webs, pool, env, logs, children, stopping)
         except embedded_redis.EmbeddedRedisError as exc:
             raise CommandError(str(exc)) from None
         finally:
@@ -124,11 +132,12 @@ class Command(BaseCommand):
         return processes.spawn(argv, env={**env, "DJANGO_SETTINGS_MODULE": "cloudseam_site.settings"},
                                log_file=log)
 
-    def _supervise(self, web, pool, env, logs, children, stopping) -> None:
+    def _supervise(self, webs, pool, env, logs, children, stopping) -> None:
         while not stopping["now"]:
             time.sleep(0.5)
-            if web.poll() is not None:
-                raise CommandError(f"the web server exited with code {web.returncode}")
+            for web in webs:
+                if web.poll() is not None:
+                    raise CommandError(f"the web server exited with code {web.returncode}")
             for index, worker in enumerate(pool):
                 if worker.poll() is not None and not stopping["now"]:
                     self.stderr.write(f"worker {index} exited with code {worker.returncode}; restarting it")
@@ -138,12 +147,42 @@ class Command(BaseCommand):
                     children.append(replacement)
 
 
-def _daphne_argv(host: str, port: int) -> list[str]:
+def _daphne_argv(host: str, port: int, fd: int | None = None) -> list[str]:
     proxy = ["--proxy-headers"] if settings.TRUST_PROXY else []
-    # Twisted listens with a backlog of 50 by default: a burst of new connections beyond it was reset.
-    interface = host.strip("[]").replace(":", r"\:")
-    return [sys.executable, "-m", "daphne", "-v", "0", "-e", f"tcp:port={port}:interface={interface}:backlog={BACKLOG}",
-            *proxy, "cloudseam_site.asgi:application"]
+    if fd is not None:  # a socket serve listens on, shared by several web processes (systemd's convention)
+        endpoint = f"systemd:domain={'INET6' if ':' in host else 'INET'}:index=0"
+    else:
+        # Twisted listens with a backlog of 50 by default: a burst of new connections beyond it was reset.
+        interface = host.strip("[]").replace(":", r"\:")
+        endpoint = f"tcp:port={port}:interface={interface}:backlog={BACKLOG}"
+    return [sys.executable, "-m", "daphne", "-v", "0", "-e", endpoint, *proxy, "cloudseam_site.asgi:application"]
+
+
+def _start_web(host: str, port: int, count: int, env: dict) -> list:
+    """One Daphne on the port, or `count` of them accepting from one socket that serve opens.
+
+    One Daphne process runs the Django views of all its requests on one thread (a sync view holds
+    the GIL): a second process is what lets requests use a second core. The kernel hands each new
+    connection to whichever process accepts first; each process has its own database pool, so the
+    budget is pool size × web processes (README, "Connection budget").
+    """
+    if count == 1:
+        return [processes.spawn(_daphne_argv(host, port), env=env, log_file=None)]
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host.strip("[]"), port))
+    listener.listen(BACKLOG)
+    listener.set_inheritable(True)
+    # systemd's socket passing (Twisted reads it): the socket is descriptor 3, LISTEN_FDS=1 and
+    # LISTEN_PID is the server's own pid, which only the child knows (hence the shell that execs Daphne).
+    shell = 'LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=web exec "$0" "$@"'
+    argv = ["/bin/sh", "-c", shell, *_daphne_argv(host, port, LISTEN_FD)]
+    try:
+        return [processes.spawn(argv, env=env, log_file=None, pass_fds=[LISTEN_FD],
+                                move_fds={listener.fileno(): LISTEN_FD}) for _ in range(count)]
+    finally:
+        listener.close()  # the web processes hold it now
 
 
 def _python() -> str:
@@ -169,15 +208,21 @@ def _check_port_free(host: str, port: int) -> None:
             raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror}; choose another --port") from None
 
 
-def _wait_for_port(host: str, port: int, web, timeout: float = 30) -> None:
+def _wait_until_served(host: str, port: int, webs: list, timeout: float = 30) -> None:
+    """Until a web process answers HTTP (a shared socket accepts connections before anyone serves them)."""
     deadline = time.monotonic() + timeout
     target = _display(host)
     while time.monotonic() < deadline:
-        if web.poll() is not None:
-            raise CommandError(f"the web server exited with code {web.returncode} while starting")
+        for web in webs:
+            if web.poll() is not None:
+                raise CommandError(f"the web server exited with code {web.returncode} while starting")
+        connection = http.client.HTTPConnection(target, port, timeout=2)
         try:
-            with socket.create_connection((target, port), timeout=0.5):
-                return
-        except OSError:
+            connection.request("GET", "/healthz")
+            connection.getresponse().read()
+            return  # any answer: a process serves (the host name it was asked for may not be allowed)
+        except (OSError, http.client.HTTPException):
             time.sleep(0.1)
+        finally:
+            connection.close()
     raise CommandError(f"the web server did not start listening on {host}:{port} within {timeout:.0f} s")
