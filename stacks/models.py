@@ -128,6 +128,12 @@ class Stack(models.Model):
                 fields=["key"], condition=Q(removed_at__isnull=True), name="stack_active_key_unique"
             )
         ]
+        # The dashboard's default order and "newest changes first" among active stacks (removed_at IS
+        # NULL): any page of ids is read from the index, without sorting every active stack.
+        indexes = [
+            models.Index(fields=["removed_at", "key"], name="stack_by_key_idx"),
+            models.Index(fields=["removed_at", "-updated_at", "key"], name="stack_by_newest_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.key if self.removed_at is None else f"{self.key} (removed)"
