@@ -8,7 +8,8 @@ Sets Django up against a throw-away SQLite database in a temporary data folder (
 creates 10 000 active stacks with their tasks in bulk, then renders `/` through Django's test client
 as a logged-in viewer. Prints the median of several renders for a few typical views beside the
 limit, and exits non-zero when one is over it. Run as `.venv/bin/python benchmarks/bench_dashboard.py`;
-a benchmarks runner can call `main()`.
+a benchmarks runner can call `main()`. `--database-url postgres://…/scratch` measures on an empty
+PostgreSQL database you created for the run instead (its tables are filled, not removed afterwards).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = 10_000
 RUNS = 7
-LIMIT_MS = 300.0  # a page a person waits for; also paid on every live-table refresh
+LIMIT_MS = 100.0  # issue #10, P6: a page a person waits for; also paid on every live-table refresh
 VIEWS = {
     "dashboard": "/",
     "dashboard, search by id": "/?q=feature-12",
@@ -35,11 +36,13 @@ VIEWS = {
 }
 
 
-def setup_django(data_dir: str) -> None:
-    """Point settings at a fresh data folder and SQLite file, then migrate."""
+def setup_django(data_dir: str, database_url: str | None = None) -> None:
+    """Point settings at a fresh data folder and SQLite file (or an empty scratch database), then migrate."""
     os.environ["CLOUDSEAM_DATA_DIR"] = data_dir
     for name in ("DATABASE_URL", "CLOUDSEAM_TEST_DATABASE", "CLOUDSEAM_TEST_SQLITE"):
-        os.environ.pop(name, None)  # never a real database
+        os.environ.pop(name, None)  # never a real database from the environment
+    if database_url:
+        os.environ["DATABASE_URL"] = database_url
     os.environ["DJANGO_SETTINGS_MODULE"] = "cloudseam_site.settings"
     sys.path.insert(0, str(ROOT))
     import django
@@ -95,11 +98,13 @@ def median_ms(client, url: str, runs: int = RUNS) -> float:
     return statistics.median(timings)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Print one line per view with its limit; 1 when any view is over the limit."""
+    argv = sys.argv[1:] if argv is None else argv
+    database_url = argv[argv.index("--database-url") + 1] if "--database-url" in argv else None
     data_dir = tempfile.mkdtemp(prefix="cloudseam-bench-")
     try:
-        setup_django(data_dir)
+        setup_django(data_dir, database_url)
         started = time.perf_counter()
         create_stacks(STACKS)
         print(f"created {STACKS} active stacks in {time.perf_counter() - started:.1f} s")

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from machines_app.models import Machine, MachineVersion
@@ -80,8 +80,10 @@ class StackQuerySet(models.QuerySet):
         )
 
 
-def _current_tasks(**conditions) -> Exists:
-    return Exists(Task.objects.filter(stack=OuterRef("pk"), current=True, **conditions))
+def _current_tasks(**conditions) -> Q:
+    """Stacks with a current task like this: `pk IN (…)` reads the matching tasks once (a hashed
+    subplan on PostgreSQL), where a correlated EXISTS looked once per stack, three times per count."""
+    return Q(pk__in=Task.objects.filter(current=True, **conditions).values("stack_id"))
 
 
 def quick_filter(status: str, idle_hours: int = DEFAULT_IDLE_HOURS, now: datetime | None = None) -> Q:
@@ -92,11 +94,11 @@ def quick_filter(status: str, idle_hours: int = DEFAULT_IDLE_HOURS, now: datetim
     change for longer than `idle_hours` hours.
     """
     if status == STATUS_FAILED:
-        return Q(_current_tasks(status=ERROR))
+        return _current_tasks(status=ERROR)
     if status == STATUS_WAITING:
-        return Q(_current_tasks(status=PENDING, executor=EXTERNAL))
+        return _current_tasks(status=PENDING, executor=EXTERNAL)
     if status == STATUS_RUNNING:
-        return Q(_current_tasks(status=PENDING, executor__in=[e for e in EXECUTORS if e != EXTERNAL]))
+        return _current_tasks(status=PENDING, executor__in=[e for e in EXECUTORS if e != EXTERNAL])
     if status == STATUS_IDLE:
         return Q(updated_at__lt=(now or timezone.now()) - timedelta(hours=idle_hours))
     return Q(pk__in=[])
@@ -127,6 +129,12 @@ class Stack(models.Model):
             models.UniqueConstraint(
                 fields=["key"], condition=Q(removed_at__isnull=True), name="stack_active_key_unique"
             )
+        ]
+        # The dashboard's default order and "newest changes first" among active stacks (removed_at IS
+        # NULL): any page of ids is read from the index, without sorting every active stack.
+        indexes = [
+            models.Index(fields=["removed_at", "key"], name="stack_by_key_idx"),
+            models.Index(fields=["removed_at", "-updated_at", "key"], name="stack_by_newest_idx"),
         ]
 
     def __str__(self) -> str:

@@ -37,6 +37,13 @@ tasks:
 """
 
 
+@pytest.fixture(autouse=True)
+def _quick_password_hashing(settings):
+    """Django's real hasher takes ~0.3 s per password by design; logging in with a password is what
+    the tests check, not the cost of the hash. Served CloudSeams (subprocesses) keep the defaults."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 # --- people: one per role, by name ---------------------------------------------------------------
 # vera is a viewer, otto an operator, ada an admin (by group, not a superuser, so the role system
 # itself is what lets her in); all three are staff so they can open the admin console. nora is a

@@ -310,6 +310,20 @@ def _check_watcher_saw(watcher: Watcher, stack_id: str, launched: dict, final: d
     assert any(frame["type"] == "stack.removed" and frame["stack"]["removed"] for frame in frames)
 
 
+def _wait_for_frames(watcher: Watcher, launched: dict, finals: dict, timeout: float = 10) -> None:
+    """Until web B's watcher has every change of the stacks sent through A, up to their removal (or
+    `timeout`: then the checks say what it missed)."""
+    def complete(stack_id: str) -> bool:
+        frames = watcher.frames_of(stack_id)
+        seqs = {frame["stack"]["seq"] for frame in frames}
+        return (set(range(launched[stack_id]["seq"], finals[stack_id]["seq"] + 1)) <= seqs
+                and any(frame["type"] == "stack.removed" for frame in frames))
+
+    deadline = time.monotonic() + timeout
+    while not all(complete(stack_id) for stack_id in THROUGH_A) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def _scenario(a: Server, b: Server, database_url: str, marker: Path) -> None:
     deadline = time.monotonic() + 75
     sender = Sender(a.token("operator"))  # tokens live in the shared database: one works on both
@@ -333,7 +347,7 @@ def _scenario(a: Server, b: Server, database_url: str, marker: Path) -> None:
         _destroy(a, b, sender, [KILLED])
 
         finals = {s: _wait((a, b)[i % 2], s, _removed, 30, deadline) for i, s in enumerate((*THROUGH_A, *THROUGH_B))}
-        time.sleep(1)  # the last live frames are on their way from the workers
+        _wait_for_frames(watcher, launched, finals)  # the last live frames are on their way from the workers
     finally:
         watcher.close()
     assert watcher.error is None, watcher.error

@@ -80,7 +80,7 @@ def test_it_makes_snapshot_plus_live_messages_equal_a_fresh_snapshot(machine):
         board_state = dashboard_reducer({}, await dashboard.receive_json_from(timeout=5))
         page_state = page_reducer({}, await page.receive_json_from(timeout=5))
         await sync_to_async(changes, thread_sensitive=True)()
-        board_messages, page_messages = await drain(dashboard), await drain(page)
+        board_messages, page_messages = await asyncio.gather(drain(dashboard), drain(page))
         for message in board_messages:
             board_state = dashboard_reducer(board_state, message)
         for message in page_messages:
@@ -88,8 +88,7 @@ def test_it_makes_snapshot_plus_live_messages_equal_a_fresh_snapshot(machine):
         fresh_board, fresh_page = await connect("/ws/stacks/", raw), await connect("/ws/stacks/alpha/", raw)
         expected_board = dashboard_reducer({}, await fresh_board.receive_json_from(timeout=5))
         expected_page = page_reducer({}, await fresh_page.receive_json_from(timeout=5))
-        for communicator in (dashboard, page, fresh_board, fresh_page):
-            await communicator.disconnect(timeout=5)
+        await asyncio.gather(*(c.disconnect(timeout=5) for c in (dashboard, page, fresh_board, fresh_page)))
         return board_state, board_messages, page_state, page_messages, expected_board, expected_page
 
     board, board_messages, page, page_messages, fresh_board, fresh_page = asyncio.run(scenario())

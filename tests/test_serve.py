@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import urllib.request
 
 import psutil
@@ -111,15 +112,14 @@ def test_it_does_not_print_the_admin_password_again():
 
 
 def test_it_refuses_a_port_in_use_with_a_clear_message():
-    first = Server(workers=0).start()
+    second = Server(workers=0)
     try:
-        second = Server(workers=0)
-        second.port, second.url = first.port, first.url
-        done = second.manage("serve", "--port", str(first.port), "--workers", "0", timeout=60)
-        assert done.returncode != 0 and f"cannot listen on 127.0.0.1:{first.port}" in done.stderr
-        second.cleanup()
+        with socket.create_server(("127.0.0.1", 0)) as taken:  # what a running CloudSeam holds: a listening port
+            port = taken.getsockname()[1]
+            done = second.manage("serve", "--port", str(port), "--workers", "0", timeout=60)
+        assert done.returncode != 0 and f"cannot listen on 127.0.0.1:{port}" in done.stderr
     finally:
-        first.cleanup()
+        second.cleanup()
 
 
 def test_it_trusts_forwarded_addresses_only_when_told(settings):
