@@ -224,6 +224,15 @@ def test_it_does_not_interpret_the_argv_in_a_shell(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_command_that_ends_at_once_is_seen_ending():
+    # The guard once lost the exit of a program that ended before the guard dropped its Popen
+    # object (which then reaped it), and waited for the timeout instead. It depends on timing: on a
+    # loaded machine about one quick command in four "timed out"; on an idle one this may pass anyway.
+    results = [run_task(make_ctx("shell", {"command": ["true"], "timeout": 20})) for _ in range(25)]
+
+    assert [r.error for r in results if not r.ok] == []
+
+
 def test_it_refuses_a_command_given_as_one_string():
     result = run_task(make_ctx("shell", {"command": "echo hi; rm -rf /"}))
 

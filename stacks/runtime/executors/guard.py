@@ -143,6 +143,9 @@ def _reap() -> dict[int, int]:
         ended[pid] = os.waitstatus_to_exitcode(status)
 
 
+_PROGRAMS: list[subprocess.Popen] = []
+
+
 def _start(argv: list[str], status: int) -> int:
     try:
         program = subprocess.Popen(argv, start_new_session=False, close_fds=True,
@@ -155,6 +158,10 @@ def _start(argv: list[str], status: int) -> int:
         os.write(status, f"error oserror {exc.strerror or exc}\n".encode())
         os._exit(127)
     else:
+        # Kept for the guard's whole life: a dropped Popen, once collected, reaps its child itself
+        # when it has already ended, and the guard would never see that exit (a quick task would
+        # wait for its timeout). The guard reaps with waitpid(-1); this object is never asked.
+        _PROGRAMS.append(program)
         os.write(status, f"started {program.pid}\n".encode())
         return program.pid
     os.write(status, f"error {kind}\n".encode())
