@@ -175,3 +175,44 @@ def test_it_still_runs_a_job_queued_under_the_old_job_path():
     task.refresh_from_db()
     assert task.status == "SATISFIED" and task.output_tail == "42"
     assert queue.fetch_job(f"old-{task.id}").func_name == "stacks.jobs.run_task"
+
+
+@pytest.mark.django_db
+def test_it_claims_a_task_once():
+    from stacks.runtime import jobs
+
+    task = launch("{executor: sleep}")
+    claimed = jobs._claim(task.id)
+    assert claimed.pk == task.id and claimed.attempts == 1 and claimed.started_at and claimed.heartbeat_at
+    assert claimed.stack.key == "s1" and claimed.stack.machine.name == "m"
+    assert jobs._claim(task.id) is None
+    assert Task.objects.get(pk=task.id).attempts == 1
+
+
+@pytest.mark.django_db
+def test_it_does_not_claim_a_task_of_a_removed_stack():
+    from stacks.runtime import jobs
+
+    task = launch("{executor: sleep}")
+    Stack.objects.filter(key="s1").update(removed_at=timezone.now())
+    assert jobs._claim(task.id) is None
+    assert run_task(task.id) == "stale"
+    assert Task.objects.get(pk=task.id).started_at is None
+
+
+@pytest.mark.django_db
+def test_it_hands_the_executor_a_snapshot_read_with_the_claim():
+    from stacks.runtime import jobs
+
+    task = launch("{executor: sleep}")
+    claimed = jobs._claim_run(task.id)
+    assert [t.pk for t in claimed.current] == [task.id]
+    assert claimed.current[0].started_at is not None  # read after the claim
+
+
+@pytest.mark.django_db
+def test_it_runs_a_trivial_task_in_few_statements(django_assert_max_num_queries):
+    task = launch("{executor: sleep, config: {seconds: 0}}")
+    # claim, load, open and close the attempt, save output and finish time; then the report itself.
+    with django_assert_max_num_queries(13):  # 16 before the claim took one statement
+        assert run_task(task.id) == "applied"
