@@ -214,5 +214,5 @@ def test_it_hands_the_executor_a_snapshot_read_with_the_claim():
 def test_it_runs_a_trivial_task_in_few_statements(django_assert_max_num_queries):
     task = launch("{executor: sleep, config: {seconds: 0}}")
     # claim, load, open and close the attempt, save output and finish time; then the report itself.
-    with django_assert_max_num_queries(13):  # 16 before the claim took one statement
+    with django_assert_max_num_queries(12):  # 16 before the claim took one statement
         assert run_task(task.id) == "applied"

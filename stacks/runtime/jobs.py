@@ -92,7 +92,8 @@ class _Output:
     """Keeps the last lines of a task's output, saves them now and then, and streams them live.
 
     The current attempt's own bounded copy (`stacks.attempts.OutputBuffer`) is saved with the same
-    flush, so recording attempts adds no write per line.
+    flush, so recording attempts adds no write per line; it is written only when it has lines the
+    database has not seen.
     """
 
     def __init__(self, task: Task):
@@ -102,18 +103,21 @@ class _Output:
         self.lock = threading.Lock()
         self.attempt_id: int | None = None
         self.buffer = attempts.OutputBuffer()
+        self.unsaved = False  # the buffer has lines its attempt row does not have yet
 
     def start_attempt(self, number: int) -> None:
         """Close nothing, open a new attempt: its output starts empty."""
         with self.lock:
             self.attempt_id = attempts.start(self.task, number).pk
             self.buffer = attempts.OutputBuffer()
+            self.unsaved = False
 
     def finish_attempt(self, result: TaskResult) -> None:
         if self.attempt_id is None:
             return
         with self.lock:
-            attempts.finish(self.attempt_id, ok=result.ok, error=result.error or "", buffer=self.buffer)
+            if attempts.finish(self.attempt_id, ok=result.ok, error=result.error or "", buffer=self.buffer):
+                self.unsaved = False  # its output went with it
 
     def add(self, lines: list[str]) -> None:
         if not lines:
@@ -122,6 +126,7 @@ class _Output:
         with self.lock:
             self.lines = (self.lines + list(lines))[-OUTPUT_TAIL_LINES:]
             self.buffer.add(lines)
+            self.unsaved = True
         live.publish_output(self.task.stack.key, self.task.id, list(lines))
         if time.monotonic() - self.last_flush > OUTPUT_FLUSH_SECONDS:
             self.flush()
@@ -130,8 +135,9 @@ class _Output:
         """Save the output (with any other `fields` of the task row, in the same UPDATE)."""
         with self.lock:
             text = "\n".join(self.lines)
-            if self.attempt_id is not None:
+            if self.attempt_id is not None and self.unsaved:
                 attempts.save_output(self.attempt_id, self.buffer)
+                self.unsaved = False
         self.last_flush = time.monotonic()
         Task.objects.filter(pk=self.task.id).update(output_tail=text, **fields)
 
