@@ -216,3 +216,34 @@ def test_it_runs_a_trivial_task_in_few_statements(django_assert_max_num_queries)
     # claim, load, open and close the attempt, save output and finish time; then the report itself.
     with django_assert_max_num_queries(12):  # 16 before the claim took one statement
         assert run_task(task.id) == "applied"
+
+
+@pytest.mark.django_db
+def test_it_streams_a_short_tasks_output_in_one_message(monkeypatch):
+    from stacks.runtime import jobs
+
+    sent = []
+    monkeypatch.setattr(jobs.live, "publish_output", lambda stack, task, lines: sent.append((stack, task, lines)))
+    task = launch("{executor: sleep, config: {seconds: 0}}")
+    assert run_task(task.id) == "applied"
+    assert sent == [("s1", task.id, ["sleeping for 0 s", "slept 0 s"])]
+
+
+@pytest.mark.django_db
+def test_it_streams_a_running_tasks_output_while_it_runs(monkeypatch):
+    from stacks.runtime import jobs
+
+    sent = []
+    monkeypatch.setattr(jobs.live, "publish_output", lambda stack, task, lines: sent.append(lines))
+    task = launch("{executor: sleep}")
+    output = jobs._Output(jobs._claim(task.id))
+    with jobs._Heartbeat(task.id, interval=60, tick=output.publish):
+        output.add(["one"])
+        output.add(["two"])
+        deadline = time.monotonic() + 5
+        while not sent and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sent  # within LIVE_OUTPUT_SECONDS, without waiting for the next save
+        output.add(["three"])
+    output.flush()
+    assert [line for batch in sent for line in batch] == ["one", "two", "three"]

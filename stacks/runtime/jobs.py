@@ -39,6 +39,7 @@ OUTPUT_FLUSH_SECONDS = 1.0
 
 LEASE_SHARE = 0.8  # a run stops by itself this far into CLOUDSEAM_TASK_LOST_AFTER without a heartbeat
 WAIT_POLL_SECONDS = 1.0
+LIVE_OUTPUT_SECONDS = 0.2  # a run's output lines reach its watchers in batches at most this late
 
 
 def _touch(task_id: str) -> bool:
@@ -53,31 +54,47 @@ class _Heartbeat:
     executors/guard.py): a worker that cannot write its heartbeat stops its own run before the
     liveness check may declare the task lost and a retry may start it again. A beat that finds the
     task no longer PENDING (failed as lost, completed by hand) revokes the lease: the run stops now.
+    In between, every LIVE_OUTPUT_SECONDS, `tick` runs (the run's waiting output goes out live).
     """
 
     def __init__(self, task_id: str, interval: float, beat: Callable[[str], bool | None] = _touch,
-                 lease: Lease | None = None):
-        self.task_id, self.interval, self.beat = task_id, interval, beat
+                 lease: Lease | None = None, tick: Callable[[], None] | None = None):
+        self.task_id, self.interval, self.beat, self.tick = task_id, interval, beat, tick
         self.lease = lease or Lease(None)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"heartbeat-{task_id}", daemon=True)
 
     def _run(self) -> None:
-        while not self.stop.wait(self.interval):
-            since = time.monotonic()
-            try:
-                ours = self.beat(self.task_id)
-            except Exception:  # noqa: BLE001 - one missed beat is tolerated; keep beating
-                log.warning("heartbeat for task %s failed", self.task_id, exc_info=True)
-                close_old_connections()
-                continue
-            if ours is False:
-                log.warning("task %s is no longer pending (failed as lost, or completed elsewhere); "
-                            "stopping its run", self.task_id)
-                self.lease.revoke()
-            else:
-                self.lease.renew(since)
+        due = time.monotonic() + self.interval
+        while not self.stop.wait(self._wait(due)):
+            if self.tick is not None:
+                try:
+                    self.tick()
+                except Exception:  # noqa: BLE001 - live output is a courtesy; the beats must go on
+                    log.warning("live output of task %s failed", self.task_id, exc_info=True)
+            if time.monotonic() >= due:
+                due = time.monotonic() + self.interval
+                self._beat()
         close_old_connections()
+
+    def _wait(self, due: float) -> float:
+        left = max(0.0, due - time.monotonic())
+        return left if self.tick is None else min(left, LIVE_OUTPUT_SECONDS)
+
+    def _beat(self) -> None:
+        since = time.monotonic()
+        try:
+            ours = self.beat(self.task_id)
+        except Exception:  # noqa: BLE001 - one missed beat is tolerated; keep beating
+            log.warning("heartbeat for task %s failed", self.task_id, exc_info=True)
+            close_old_connections()
+            return
+        if ours is False:
+            log.warning("task %s is no longer pending (failed as lost, or completed elsewhere); "
+                        "stopping its run", self.task_id)
+            self.lease.revoke()
+        else:
+            self.lease.renew(since)
 
     def __enter__(self) -> _Heartbeat:
         self.thread.start()
@@ -93,7 +110,8 @@ class _Output:
 
     The current attempt's own bounded copy (`stacks.attempts.OutputBuffer`) is saved with the same
     flush, so recording attempts adds no write per line; it is written only when it has lines the
-    database has not seen.
+    database has not seen. Live lines go out in batches (`publish`: the run's heartbeat thread calls it
+    every LIVE_OUTPUT_SECONDS, and every save calls it), not one message per line.
     """
 
     def __init__(self, task: Task):
@@ -104,6 +122,7 @@ class _Output:
         self.attempt_id: int | None = None
         self.buffer = attempts.OutputBuffer()
         self.unsaved = False  # the buffer has lines its attempt row does not have yet
+        self.unsent: list[str] = []  # lines not yet streamed live
 
     def start_attempt(self, number: int) -> None:
         """Close nothing, open a new attempt: its output starts empty."""
@@ -118,6 +137,7 @@ class _Output:
         with self.lock:
             if attempts.finish(self.attempt_id, ok=result.ok, error=result.error or "", buffer=self.buffer):
                 self.unsaved = False  # its output went with it
+        self.publish()
 
     def add(self, lines: list[str]) -> None:
         if not lines:
@@ -127,12 +147,20 @@ class _Output:
             self.lines = (self.lines + list(lines))[-OUTPUT_TAIL_LINES:]
             self.buffer.add(lines)
             self.unsaved = True
-        live.publish_output(self.task.stack.key, self.task.id, list(lines))
+            self.unsent.extend(lines)
         if time.monotonic() - self.last_flush > OUTPUT_FLUSH_SECONDS:
             self.flush()
 
+    def publish(self) -> None:
+        """Stream the lines added since the last call, in one message."""
+        with self.lock:
+            lines, self.unsent = self.unsent, []
+        if lines:
+            live.publish_output(self.task.stack.key, self.task.id, lines)
+
     def flush(self, **fields) -> None:
         """Save the output (with any other `fields` of the task row, in the same UPDATE)."""
+        self.publish()
         with self.lock:
             text = "\n".join(self.lines)
             if self.attempt_id is not None and self.unsaved:
@@ -252,7 +280,7 @@ def run_task(task_id: str) -> str:
     snapshot = stack_json(stack, claimed.current)
     result = TaskResult(ok=False, error="the task did not run")
     lease = Lease(settings.CLOUDSEAM_TASK_LOST_AFTER * LEASE_SHARE, since=claimed.since)
-    heartbeat = _Heartbeat(task_id, settings.CLOUDSEAM_TASK_HEARTBEAT, lease=lease)
+    heartbeat = _Heartbeat(task_id, settings.CLOUDSEAM_TASK_HEARTBEAT, lease=lease, tick=output.publish)
     with heartbeat, tempfile.TemporaryDirectory() as workdir:
         for attempt in range(task_def.retries + 1):
             if lease.revoked:  # the task was failed as lost meanwhile: no more attempts here
