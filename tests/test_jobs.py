@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import timedelta
 
@@ -247,3 +248,20 @@ def test_it_streams_a_running_tasks_output_while_it_runs(monkeypatch):
         output.add(["three"])
     output.flush()
     assert [line for batch in sent for line in batch] == ["one", "two", "three"]
+
+
+@pytest.mark.django_db
+def test_it_gives_a_scratch_folder_only_to_executors_that_use_one(monkeypatch):
+    from stacks.runtime import jobs
+
+    seen = {}
+
+    def record(ctx):
+        seen[ctx.executor] = ctx.workdir
+        return jobs.TaskResult(ok=True)
+
+    monkeypatch.setattr(jobs, "run_executor", record)
+    run_task(launch("{executor: sleep}", "plain").id)
+    run_task(launch("{executor: python, config: {callable: 'tests.executor_targets:greet'}}", "py").id)
+    assert seen["sleep"] is None
+    assert seen["python"] and not os.path.exists(seen["python"])  # made for the run, removed after it

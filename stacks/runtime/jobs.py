@@ -9,7 +9,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from contextlib import suppress
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -25,7 +25,7 @@ from stacks import attempts
 from stacks.live import publish as live
 from stacks.models import PENDING, Task
 from stacks.runtime import queueing
-from stacks.runtime.executors import TaskContext, TaskResult
+from stacks.runtime.executors import SCRATCH_EXECUTORS, TaskContext, TaskResult
 from stacks.runtime.executors import run_task as run_executor
 from stacks.runtime.executors.guard import Lease
 from stacks.services import send
@@ -281,7 +281,7 @@ def run_task(task_id: str) -> str:
     result = TaskResult(ok=False, error="the task did not run")
     lease = Lease(settings.CLOUDSEAM_TASK_LOST_AFTER * LEASE_SHARE, since=claimed.since)
     heartbeat = _Heartbeat(task_id, settings.CLOUDSEAM_TASK_HEARTBEAT, lease=lease, tick=output.publish)
-    with heartbeat, tempfile.TemporaryDirectory() as workdir:
+    with heartbeat, _workdir(task_def.executor) as workdir:
         for attempt in range(task_def.retries + 1):
             if lease.revoked:  # the task was failed as lost meanwhile: no more attempts here
                 break
@@ -296,6 +296,11 @@ def run_task(task_id: str) -> str:
             if result.ok:
                 break
     return _report(task, _explain_default_timeout(result, task_def), output)
+
+
+def _workdir(executor: str):
+    """A scratch folder for the run, removed after it, for the executors that make files there."""
+    return tempfile.TemporaryDirectory() if executor in SCRATCH_EXECUTORS else nullcontext(None)
 
 
 def _explain_default_timeout(result: TaskResult, task_def) -> TaskResult:
