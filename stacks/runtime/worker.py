@@ -48,6 +48,14 @@ def _reap_forever(stop: threading.Event, worker=None) -> None:
 
 
 class CloudSeamWorker(SimpleWorker):
+    def heartbeat(self, timeout=None, pipeline=None):
+        """RQ's worker heartbeat (three commands, sent one by one, three times per job) in one round trip."""
+        if pipeline is not None:
+            return super().heartbeat(timeout, pipeline=pipeline)
+        with self.connection.pipeline(transaction=False) as pipe:
+            super().heartbeat(timeout, pipeline=pipe)
+            pipe.execute()
+
     def work(self, *args, **kwargs):
         # Whatever the worker forks (RQ's scheduler with --with-scheduler) ends with it, even after a
         # kill -9: nothing of a dead worker may linger. Task programs run under their guard instead.
