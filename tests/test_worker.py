@@ -7,6 +7,7 @@ import redis.connection
 from django.conf import settings
 from rq import Queue
 
+from stacks.runtime import queueing
 from stacks.runtime.worker import CloudSeamWorker
 
 
@@ -39,3 +40,9 @@ def test_it_beats_in_one_round_trip(monkeypatch):
     finally:
         worker.register_death()
 
+
+def test_it_keeps_one_redis_client_per_process_for_the_queue(settings):
+    first = queueing.get_queue()
+    assert queueing.get_queue().connection is first.connection  # no new connection per enqueue
+    settings.RQ_QUEUES = {"default": {**settings.RQ_QUEUES["default"], "DEFAULT_TIMEOUT": 7}}
+    assert queueing.get_queue().connection is not first.connection  # another configuration, another client

@@ -31,7 +31,16 @@ class JobSpec:
 
 
 def get_queue():
-    return django_rq.get_queue(QUEUE)
+    """The task queue, on this process's one Redis client: `django_rq.get_queue` makes a new client
+    (a new connection, and its hand-shake) on every call, that is for every event that enqueues."""
+    config = settings.RQ_QUEUES[QUEUE]
+    return django_rq.get_queue(QUEUE, connection=_connection(os.getpid(), repr(sorted(config.items()))))
+
+
+@functools.cache
+def _connection(pid: int, config: str):
+    """One client per process and queue configuration; redis-py clients are thread-safe."""
+    return django_rq.get_connection(QUEUE)
 
 
 def job_id(task_id: str) -> str:
