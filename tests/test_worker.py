@@ -85,6 +85,7 @@ def test_it_writes_a_state_once(worker, monkeypatch):
     assert len(sent) == 1 and worker.connection.hget(worker.key, "state") == b"busy"
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_it_runs_task_jobs_end_to_end(django_capture_on_commit_callbacks):
     from machines_app.services import save_machine
