@@ -147,9 +147,10 @@ def _start(argv: list[str], status: int) -> int:
     """Fork and exec the program (it dies with the guard); `subprocess` is not imported for this:
     importing it was a quarter of the guard's start-up, paid by every task that runs a program."""
     failed_r, failed_w = os.pipe()  # close-on-exec: end of file without a word means exec succeeded
+    guard = os.getpid()
     pid = os.fork()
     if pid == 0:
-        _exec(argv, failed_w)
+        _exec(argv, failed_w, guard)
     os.close(failed_w)
     with os.fdopen(failed_r, "rb") as failed:
         error = failed.read()
@@ -167,11 +168,11 @@ def _start(argv: list[str], status: int) -> int:
     os._exit(127)
 
 
-def _exec(argv: list[str], failed: int) -> None:
+def _exec(argv: list[str], failed: int, guard: int) -> None:
     """In the child: die with the guard, default SIGPIPE and SIGXFSZ (as subprocess does), exec."""
     try:
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() == 1:  # the guard died before the line above: follow it
+        if os.getppid() != guard:  # the guard died before the line above: follow it
             os._exit(127)
         for sig in (signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
