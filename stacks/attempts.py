@@ -83,12 +83,13 @@ def save_output(attempt_id: int, buffer: OutputBuffer) -> None:
 
 
 def finish(attempt_id: int, *, ok: bool, error: str = "", buffer: OutputBuffer | None = None,
-           outcome: str | None = None) -> None:
-    """Close a running attempt; one that was already closed (e.g. as lost) keeps what it was told."""
+           outcome: str | None = None) -> bool:
+    """Close a running attempt (with its output, in the same UPDATE); False when it was already
+    closed (e.g. as lost): it keeps what it was told, and its output was not written."""
     fields = buffer.fields() if buffer is not None else {}
     fields.update(finished_at=timezone.now(), outcome=outcome or (ATTEMPT_SUCCEEDED if ok else ATTEMPT_FAILED),
                   error=("" if ok else error)[:10_000])
-    TaskAttempt.objects.filter(pk=attempt_id, outcome=ATTEMPT_RUNNING).update(**fields)
+    return TaskAttempt.objects.filter(pk=attempt_id, outcome=ATTEMPT_RUNNING).update(**fields) == 1
 
 
 # --- what the service calls after a report ------------------------------------------------------------

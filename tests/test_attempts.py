@@ -17,6 +17,7 @@ from machines_app.services import save_machine
 from stacks import attempts
 from stacks.models import Stack, StackEvent, Task, TaskAttempt
 from stacks.runtime import jobs
+from stacks.runtime.executors import TaskResult
 from stacks.runtime.jobs import run_task
 from stacks.runtime.liveness import reap_lost_tasks
 from stacks.services import handle_event
@@ -235,3 +236,31 @@ def test_it_cuts_a_single_line_longer_than_the_bound_by_bytes():
     buffer.add(["ééééééééééé", "ok"])  # 22 bytes of UTF-8, then a short line
     assert len(buffer.fields()["output"].encode()) <= 10 and buffer.fields()["output"].endswith("ok")
     assert buffer.fields()["line_count"] == 2
+
+
+def test_it_saves_an_attempts_output_with_its_end_and_not_again(django_assert_num_queries):
+    task = launch(PRINTS % 2)
+    claimed = jobs._claim(task.id)
+    output = jobs._Output(claimed)
+    output.start_attempt(claimed.attempts)
+    output.add(["line 0", "line 1"])
+    with django_assert_num_queries(1):  # the attempt's end, with its output
+        output.finish_attempt(TaskResult(ok=True))
+    with django_assert_num_queries(1):  # only the task row: the attempt has all its lines already
+        output.flush(finished_at=timezone.now())
+    attempt = TaskAttempt.objects.get(task_id=task.id)
+    assert (attempt.output, attempt.outcome) == ("line 0\nline 1", "succeeded")
+
+
+def test_it_still_saves_the_output_of_an_attempt_closed_as_lost_while_it_ran():
+    task = launch(PRINTS % 1)
+    claimed = jobs._claim(task.id)
+    output = jobs._Output(claimed)
+    output.start_attempt(claimed.attempts)
+    output.add(["still working"])
+    Task.objects.filter(pk=task.id).update(heartbeat_at=timezone.now() - timedelta(minutes=10))
+    assert reap_lost_tasks() == 1
+    output.finish_attempt(TaskResult(ok=True))
+    output.flush()
+    attempt = TaskAttempt.objects.get(task_id=task.id)
+    assert (attempt.outcome, attempt.output) == ("lost", "still working")

@@ -269,6 +269,29 @@ def test_it_reports_a_command_that_is_not_executable(tmp_path):
     assert result.error == "command is not executable: ./deploy.sh"
 
 
+def test_it_sees_a_program_that_ends_at_once_end_every_time():
+    # The guard used to start the program with subprocess.Popen and drop the Popen object, whose
+    # finalizer could reap a program that had already ended: the guard then never reported its
+    # exit, and about one quick task in a hundred waited for its timeout and failed.
+    outcomes = [run_process(["true"], timeout=10) for _ in range(100)]
+    assert [(o.returncode, o.timed_out) for o in outcomes] == [(0, False)] * 100
+
+
+def test_it_gives_the_program_the_default_sigpipe():
+    result = run_task(make_ctx("shell", {"command": ["sh", "-c", "yes | head -n 1"]}))
+    assert result.ok and result.output_tail == ["y"]  # `yes` ends on SIGPIPE, without an error line
+
+
+def test_it_reports_a_program_that_cannot_be_executed(tmp_path):
+    binary = tmp_path / "deploy"
+    binary.write_bytes(b"\x7fELF not really")
+    binary.chmod(0o755)
+
+    result = run_task(make_ctx("shell", {"command": ["./deploy"], "cwd": str(tmp_path)}))
+
+    assert result.error == "could not start ./deploy: Exec format error"
+
+
 def test_it_reports_a_missing_working_directory(tmp_path):
     result = run_task(make_ctx("shell", {"command": ["true"], "cwd": str(tmp_path / "nope")}))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import timedelta
 
@@ -175,3 +176,92 @@ def test_it_still_runs_a_job_queued_under_the_old_job_path():
     task.refresh_from_db()
     assert task.status == "SATISFIED" and task.output_tail == "42"
     assert queue.fetch_job(f"old-{task.id}").func_name == "stacks.jobs.run_task"
+
+
+@pytest.mark.django_db
+def test_it_claims_a_task_once():
+    from stacks.runtime import jobs
+
+    task = launch("{executor: sleep}")
+    claimed = jobs._claim(task.id)
+    assert claimed.pk == task.id and claimed.attempts == 1 and claimed.started_at and claimed.heartbeat_at
+    assert claimed.stack.key == "s1" and claimed.stack.machine.name == "m"
+    assert jobs._claim(task.id) is None
+    assert Task.objects.get(pk=task.id).attempts == 1
+
+
+@pytest.mark.django_db
+def test_it_does_not_claim_a_task_of_a_removed_stack():
+    from stacks.runtime import jobs
+
+    task = launch("{executor: sleep}")
+    Stack.objects.filter(key="s1").update(removed_at=timezone.now())
+    assert jobs._claim(task.id) is None
+    assert run_task(task.id) == "stale"
+    assert Task.objects.get(pk=task.id).started_at is None
+
+
+@pytest.mark.django_db
+def test_it_hands_the_executor_a_snapshot_read_with_the_claim():
+    from stacks.runtime import jobs
+
+    task = launch("{executor: sleep}")
+    claimed = jobs._claim_run(task.id)
+    assert [t.pk for t in claimed.current] == [task.id]
+    assert claimed.current[0].started_at is not None  # read after the claim
+
+
+@pytest.mark.django_db
+def test_it_runs_a_trivial_task_in_few_statements(django_assert_max_num_queries):
+    task = launch("{executor: sleep, config: {seconds: 0}}")
+    # claim, load, open and close the attempt, save output and finish time; then the report itself.
+    with django_assert_max_num_queries(12):  # 16 before the claim took one statement
+        assert run_task(task.id) == "applied"
+
+
+@pytest.mark.django_db
+def test_it_streams_a_short_tasks_output_in_one_message(monkeypatch):
+    from stacks.runtime import jobs
+
+    sent = []
+    monkeypatch.setattr(jobs.live, "publish_output", lambda stack, task, lines: sent.append((stack, task, lines)))
+    task = launch("{executor: sleep, config: {seconds: 0}}")
+    assert run_task(task.id) == "applied"
+    assert sent == [("s1", task.id, ["sleeping for 0 s", "slept 0 s"])]
+
+
+@pytest.mark.django_db
+def test_it_streams_a_running_tasks_output_while_it_runs(monkeypatch):
+    from stacks.runtime import jobs
+
+    sent = []
+    monkeypatch.setattr(jobs.live, "publish_output", lambda stack, task, lines: sent.append(lines))
+    task = launch("{executor: sleep}")
+    output = jobs._Output(jobs._claim(task.id))
+    with jobs._Heartbeat(task.id, interval=60, tick=output.publish):
+        output.add(["one"])
+        output.add(["two"])
+        deadline = time.monotonic() + 5
+        while not sent and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sent  # within LIVE_OUTPUT_SECONDS, without waiting for the next save
+        output.add(["three"])
+    output.flush()
+    assert [line for batch in sent for line in batch] == ["one", "two", "three"]
+
+
+@pytest.mark.django_db
+def test_it_gives_a_scratch_folder_only_to_executors_that_use_one(monkeypatch):
+    from stacks.runtime import jobs
+
+    seen = {}
+
+    def record(ctx):
+        seen[ctx.executor] = ctx.workdir
+        return jobs.TaskResult(ok=True)
+
+    monkeypatch.setattr(jobs, "run_executor", record)
+    run_task(launch("{executor: sleep}", "plain").id)
+    run_task(launch("{executor: python, config: {callable: 'tests.executor_targets:greet'}}", "py").id)
+    assert seen["sleep"] is None
+    assert seen["python"] and not os.path.exists(seen["python"])  # made for the run, removed after it

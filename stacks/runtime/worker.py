@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -47,7 +48,39 @@ def _reap_forever(stop: threading.Event, worker=None) -> None:
             log.warning("liveness check failed", exc_info=True)
 
 
+BEAT_AGAIN_AFTER = 1.0  # seconds: RQ beats three times per job, the three within a millisecond
+
+
 class CloudSeamWorker(SimpleWorker):
+    """A SimpleWorker that spares Redis RQ's repeated bookkeeping between two jobs: its default
+    heartbeat (which keeps the worker's record for worker_ttl + 60 s) goes out in one round trip and
+    at most once a second, and the state it already wrote is not written again."""
+
+    _beaten_at = 0.0  # time.monotonic() of the last default heartbeat; 0: a job's beat set another TTL since
+    _state_written: str | None = None
+
+    def heartbeat(self, timeout=None, pipeline=None):
+        if timeout is not None:  # a job's own TTL (RQ's pipelined beat as a job starts): the next default one goes out
+            self._beaten_at = 0.0
+            return super().heartbeat(timeout, pipeline=pipeline)
+        if pipeline is not None:  # part of RQ's own round trip (the suspension check)
+            self._beaten_at = time.monotonic()
+            return super().heartbeat(pipeline=pipeline)
+        if time.monotonic() - self._beaten_at < BEAT_AGAIN_AFTER:
+            return None
+        with self.connection.pipeline(transaction=False) as pipe:
+            super().heartbeat(pipeline=pipe)
+            pipe.execute()
+        self._beaten_at = time.monotonic()
+        return None
+
+    def set_state(self, state, pipeline=None):
+        if pipeline is None and state == self._state_written:
+            self._state = state
+            return
+        super().set_state(state, pipeline=pipeline)
+        self._state_written = state
+
     def work(self, *args, **kwargs):
         # Whatever the worker forks (RQ's scheduler with --with-scheduler) ends with it, even after a
         # kill -9: nothing of a dead worker may linger. Task programs run under their guard instead.

@@ -15,7 +15,7 @@ import logging
 from stacks.runtime.executors import external, http, lambda_invoke, python_call, shell, sleep, terraform
 from stacks.runtime.executors.base import Executor, TaskContext, TaskResult
 
-__all__ = ["REGISTRY", "Executor", "TaskContext", "TaskResult", "run_task"]
+__all__ = ["REGISTRY", "SCRATCH_EXECUTORS", "Executor", "TaskContext", "TaskResult", "run_task"]
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ REGISTRY: dict[str, Executor] = {
     "external": external.run,
     "sleep": sleep.run,
 }
+SCRATCH_EXECUTORS = frozenset({"python", "terraform"})  # they make their scratch folders in ctx.workdir
 
 
 def run_task(ctx: TaskContext) -> TaskResult:
