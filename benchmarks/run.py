@@ -174,6 +174,34 @@ def p3_p4(pg: dict | None) -> None:
            kind="max")
 
 
+def p5() -> None:
+    from benchmarks import bench_live as live
+
+    try:
+        url = _create_db(f"{TAG}_live")
+    except Exception as exc:  # noqa: BLE001 - PostgreSQL is optional here
+        report("P5", "event → WebSocket frame", None, "", note=f"(no PostgreSQL: {str(exc).strip()[:100]})")
+        return
+    try:
+        figures = live.measure(url, REDIS_URL)
+    finally:
+        _drop_db(f"{TAG}_live")
+    frames, bare = figures["frames"], figures["bare"]
+    label = f"event → WebSocket frame, {live.WATCHERS} watchers at {live.RATE} events/s"
+    note = f"(1.5 × bare; {frames['frames']:,} frames, {frames['missing']} watchers short)"
+    for name in ("p50", "p99"):
+        report("P5", f"{label}, {name}", frames[name], "ms", bare[name], "bare channels_redis + Daphne",
+               goal=1.5 * bare[name], kind="max", note=note)
+    report("P5b", f"{live.MANY_EVENTS:,} events (8 clients, as fast as they go), {live.MANY_WATCHERS} watchers have "
+           "every frame", figures["many_seconds"], "s", goal=12, kind="max",
+           note=f"(POSTs took {figures['many_posted_seconds']:.1f} s; {figures['many_missing']} watchers short)")
+    cost = figures["post_p50"]
+    many = live.MANY_WATCHERS
+    report("P5c", f"POST /api/events p50 at {live.RATE} events/s, {many} watchers", cost[many], "ms",
+           cost[0], "0 watchers", goal=1.5 * cost[0], kind="max",
+           note=f"(1.5 × 0 watchers; {live.WATCHERS} watchers {cost[live.WATCHERS]:.1f} ms)")
+
+
 def p6(data_dir: str) -> None:
     code = ("import json, benchmarks.bench_dashboard as d; d.setup_django(%r); d.create_stacks(d.STACKS); "
             "c = d.viewer_client(); v = {**d.VIEWS, 'stack page': '/stacks/feature-1/', '/api/stacks': '/api/stacks'}; "
@@ -218,8 +246,7 @@ def run_figures(only: set[str], data_dir: str, state: dict) -> None:
     if wanted("P3", "P4"):
         p3_p4(pg)
     if wanted("P5"):
-        report("P5", "event → WebSocket frame, 50 watchers", None, "",
-               note="(not measured by this runner yet; see the report in the issue)")
+        p5()
     if wanted("P6"):
         p6(tempfile.mkdtemp(prefix="cloudseam-bench-dash-", dir=data_dir))
     for module, title in STANDALONE:
