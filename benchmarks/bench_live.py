@@ -265,7 +265,7 @@ async def _group_send_at_rate(snapshot: dict, count: int) -> None:
             await asyncio.sleep(delay)
         stack = {**snapshot, "metadata": {**snapshot["metadata"], "sent": time.monotonic()}}
         await layer.group_send(BARE_GROUP, {"type": "stack.updated", "stack": stack})
-    await layer.flush()
+    await layer.close_pools()
 
 
 def bare_figures(redis_url: str, snapshot: dict) -> dict:
