@@ -27,6 +27,8 @@ SNAPSHOT_LIMIT = 500
 RESYNC_MAX = 200  # characters: a resync request is tiny; a longer message is not read at all
 GROUP_REJOIN = 3600  # seconds; well under the layer's group_expiry
 DISCARD_TRIES = 4
+# What the channel layer brings (stacks/live/publish.py) and goes to the browser as it is.
+LIVE_TYPES = frozenset({"stack.updated", "stack.removed", "history.added", "task.output"})
 
 
 def _role(scope) -> str | None:
@@ -79,11 +81,19 @@ class _BaseConsumer(AsyncJsonWebsocketConsumer):
         if isinstance(content, dict) and content.get("type") == "resync":
             await self.send_json(await database_sync_to_async(self.snapshot)())
 
-    async def stack_updated(self, message: dict) -> None:
-        await self.send_json(message)
+    async def dispatch(self, message: dict) -> None:
+        """Live updates go straight out as the frame the publisher encoded (stacks/live/publish.py).
 
-    async def stack_removed(self, message: dict) -> None:
-        await self.send_json(message)
+        Channels' own dispatch first runs `close_old_connections` in the sync thread for every
+        message: one thread hop per update per watcher, all queued on one thread, for handlers
+        that touch no database. What does touch it (connect, resync) goes through
+        `database_sync_to_async`, which closes stale connections itself.
+        """
+        if message.get("type") in LIVE_TYPES:
+            frame = message.get("frame")
+            await self.send(text_data=frame if frame is not None else await self.encode_json(message))
+        else:
+            await super().dispatch(message)
 
 
 async def _discard(layer, group: str, channel: str) -> None:
@@ -129,8 +139,3 @@ class StackConsumer(_BaseConsumer):
         history = StackEvent.objects.filter(stack=stack)[:50]
         return {"type": "snapshot", "stack": stack_json(stack), "history": [event_json(e) for e in history]}
 
-    async def history_added(self, message: dict) -> None:
-        await self.send_json(message)
-
-    async def task_output(self, message: dict) -> None:
-        await self.send_json(message)
