@@ -18,7 +18,7 @@ from cloudseam_site.asgi import application
 from stacks import services
 from tests.support import MACHINE, make_user
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
 QUIET = 1.0  # seconds without a message that mean "everything published has arrived"
 

@@ -102,6 +102,7 @@ def test_it_encodes_a_live_update_once_as_the_frame_watchers_get():
     assert publish.json.loads(layer_message["frame"]) == message
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_it_sends_the_published_frame_as_it_is_and_encodes_a_plain_message():
     from channels.testing import WebsocketCommunicator
