@@ -68,6 +68,8 @@ class Command(BaseCommand):
                 )
             self._prepare()
             env = {**os.environ, "REDIS_URL": settings.REDIS_URL, "CLOUDSEAM_DATA_DIR": str(settings.DATA_DIR)}
+            if web > 1 and not env.get("CLOUDSEAM_CACHE_URL"):
+                env["CLOUDSEAM_CACHE_URL"] = settings.REDIS_URL  # login throttling counts across the web processes
             webs = _start_web(host, port, web, env)
             children.extend(webs)
             pool = [self._start_worker(env, i, logs) for i in range(workers)]
