@@ -1,4 +1,4 @@
-"""Statements built by the ORM once per connection and then only run with new values.
+"""Statements built by the ORM once per process and then only run with new values.
 
 Why: on the hot paths (an event, a bearer token check) the database answers each statement in a
 fraction of a millisecond, but building the statement through a queryset (compiling its SELECT
@@ -8,8 +8,10 @@ is unchanged: a `Select` is the ORM's own SQL for a queryset (so locking, quotin
 differences stay Django's), compiled with placeholder values that are swapped for the real ones
 on every run, and its rows go through the converters the queryset would apply.
 
-The cache lives on the connection wrapper (one per thread and alias), so nothing compiled for one
-connection or backend runs on another. Only reads through `values_list`, updates by
+The cache is the process's, one per backend (`connection.vendor`): the SQL text depends on the
+backend and never on the connection. It used to live on the connection wrapper, but under Daphne every
+request runs in a thread of its own with a new wrapper, so every request compiled everything again
+(13 % of a POST /api/events, issue #10). Only reads through `values_list`, updates by
 primary key and single-row inserts are offered: anything else stays a plain queryset.
 """
 
@@ -38,25 +40,38 @@ class Select:
         self.slots = [self.params.index(p) if p in self.params else -1 for p in placeholders]
         if -1 in self.slots:
             raise RuntimeError(f"a placeholder did not reach the compiled SQL: {self.sql}")
-        self.compiler = compiler
-        self.converters = compiler.get_converters([column for column, _, _ in compiler.select])
+        self.converters = list(compiler.get_converters([column for column, _, _ in compiler.select]).items())
 
     def rows(self, *values) -> list:
         params = list(self.params)
         for index, value in zip(self.slots, values, strict=True):
             params[index] = value
-        with self.compiler.connection.cursor() as cursor:
+        connection = connections[DB]
+        with connection.cursor() as cursor:
             cursor.execute(self.sql, params)
             rows = cursor.fetchall()
-        return list(self.compiler.apply_converters(rows, self.converters)) if self.converters else rows
+        if not self.converters:
+            return rows
+        converted = []
+        for row in map(list, rows):
+            for position, (functions, expression) in self.converters:
+                value = row[position]
+                for function in functions:
+                    value = function(value, expression, connection)
+                row[position] = value
+            converted.append(row)
+        return converted
+
+
+_cache: dict[tuple[str, str], object] = {}
 
 
 def cached(name: str, build: Callable[[], object]):
-    """What `build` makes, once per connection (per thread): statements, never data."""
-    cache = connections[DB].__dict__.setdefault("_cloudseam_prepared", {})
-    found = cache.get(name)
+    """What `build` makes, once per process and backend: statements, never data."""
+    key = (connections[DB].vendor, name)
+    found = _cache.get(key)
     if found is None:
-        found = cache[name] = build()
+        found = _cache[key] = build()
     return found
 
 

@@ -1,4 +1,4 @@
-"""The event path's two reads, built once per connection (cloudseam_site.prepared_sql says why).
+"""The event path's two reads, built once per process (cloudseam_site.prepared_sql says why).
 
 `handle_event` locks the stack's row and its current task rows; these are the same statements as
 the querysets named in each docstring, without compiling them on every event.
