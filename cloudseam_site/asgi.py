@@ -2,10 +2,14 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cloudseam_site.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
+
+from cloudseam_site.asgi_handler import OneHopASGIHandler  # noqa: E402 - Django must be set up first
+
+django_asgi_app = OneHopASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402 - Django must be set up first
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
