@@ -1,6 +1,7 @@
 """P3/P4: the real server (`serve`: Daphne + 2 workers + embedded Redis) on PostgreSQL.
 
-P3: POST /api/events (no-op events) from 8 keep-alive clients. P4: task cycles (4 trivial tasks →
+P3: POST /api/events (no-op events) from 8 keep-alive clients, with one web process and with two
+(`serve --web 2`, the production answer when one process is the limit). P4: task cycles (4 trivial tasks →
 NEXT) on the server's 2 workers, and the latency from an accepted event to NEXT applied. The P4
 reference is raw RQ: no-op jobs on 2 workers of the same class (SimpleWorker) on a Redis database
 of its own.
@@ -225,17 +226,18 @@ def raw_rq_rate(redis_url: str, jobs: int = 600) -> float:
     return len(done) / max((last - first).total_seconds(), 1e-3)
 
 
-def measure(database_url: str) -> dict:
+def measure(database_url: str, web: int = 1, tasks: bool = True) -> dict:
+    """P3 (and P4 when `tasks`) on a `serve --web <web>` with 2 workers, on a fresh database."""
     sys.path.insert(0, str(ROOT))
     from tests.live_server import Server
 
-    server = Server(workers=2, include_demo_machines=False, env={
+    server = Server(workers=2, web=web, include_demo_machines=False, env={
         "DATABASE_URL": database_url, "CLOUDSEAM_LOG_LEVEL": "WARNING"})
     try:
         server.start()
         token = server.token("admin")
         status, body = server.api("PUT", "/api/machines/bench", raw=MACHINE.encode(), content_type="application/yaml")
         assert status in (200, 201), body
-        return {"post": post_rate(server, token), "tasks": task_cycle(server, token)}
+        return {"post": post_rate(server, token), **({"tasks": task_cycle(server, token)} if tasks else {})}
     finally:
         server.cleanup()

@@ -164,9 +164,14 @@ def p3_p4(pg: dict | None) -> None:
         figures = measure(url)
     finally:
         _drop_db(f"{TAG}_serve")
-    post = figures["post"]
-    report("P3", f"POST /api/events through serve, 8 keep-alive clients, PG ({post['errors']} errors)",
-           post["rate"], "events/s", pg["noop"], "P1 handle_event", 0.5)
+    url = _create_db(f"{TAG}_serve")
+    try:
+        two = measure(url, web=2, tasks=False)["post"]
+    finally:
+        _drop_db(f"{TAG}_serve")
+    for web, post in ((1, figures["post"]), (2, two)):
+        report("P3", f"POST /api/events through serve --web {web}, 8 keep-alive clients, PG ({post['errors']} errors)",
+               post["rate"], "events/s", pg["noop"], "P1 handle_event (1 process)", 0.5)
     reference = raw_rq_rate(REDIS_URL)
     report("P4", "task cycle (4 trivial tasks → NEXT), serve's 2 workers", figures["tasks"]["tasks_per_s"],
            "tasks/s", reference, "raw RQ no-op jobs, 2 SimpleWorkers", 0.5)
