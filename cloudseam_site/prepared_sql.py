@@ -80,21 +80,30 @@ def select(name: str, build: Callable[[], models.QuerySet], placeholders: Sequen
     return cached(name, lambda: Select(build(), placeholders)).rows(*values)
 
 
-def update(obj: models.Model, fields: Sequence[str]) -> None:
-    """`obj.save(update_fields=fields)` without building the UPDATE again (auto_now fields are set too)."""
+def update(obj: models.Model, fields: Sequence[str], **where) -> int:
+    """`obj.save(update_fields=fields)` without building the UPDATE again (auto_now fields are set too).
+
+    `where` adds equality conditions on other fields (`outcome="running"`: only while it is still
+    running); returns the number of rows changed, as `QuerySet.update` does.
+    """
     model = type(obj)
     columns = [model._meta.get_field(name) for name in fields]
+    conditions = [model._meta.get_field(name) for name in where]
     connection = connections[DB]
 
     def build() -> str:
         quote = connection.ops.quote_name
         assignments = ", ".join(f"{quote(f.column)} = %s" for f in columns)
-        return f"UPDATE {quote(model._meta.db_table)} SET {assignments} WHERE {quote(model._meta.pk.column)} = %s"
+        extra = "".join(f" AND {quote(f.column)} = %s" for f in conditions)
+        return (f"UPDATE {quote(model._meta.db_table)} SET {assignments} "
+                f"WHERE {quote(model._meta.pk.column)} = %s{extra}")
 
-    sql = cached(f"update:{model._meta.label}:{','.join(fields)}", build)
+    sql = cached(f"update:{model._meta.label}:{','.join(fields)}:{','.join(where)}", build)
     params = [f.get_db_prep_save(f.pre_save(obj, False), connection) for f in columns]
+    checks = [f.get_db_prep_value(value, connection) for f, value in zip(conditions, where.values(), strict=True)]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, obj.pk])
+        cursor.execute(sql, [*params, obj.pk, *checks])
+        return cursor.rowcount
 
 
 def insert(obj: M) -> M:

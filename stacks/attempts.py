@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from cloudseam_site import prepared_sql
 from machines_app.spec.model import ERROR, SATISFIED, TASK_COMPLETED, TASK_ERROR
 from stacks.models import (
     ATTEMPT_CANCELLED,
@@ -72,10 +73,10 @@ class OutputBuffer:
 
 def start(task: Task, number: int) -> TaskAttempt:
     """Open an attempt for a task instance a job has just claimed (or is trying again)."""
-    return TaskAttempt.objects.create(
+    return prepared_sql.insert(TaskAttempt(
         task=task, stack_id=task.stack_id, state=task.state, task_name=task.name, executor=task.executor,
         number=max(1, number), queued_at=task.created_at, started_at=timezone.now(),
-    )
+    ))
 
 
 def save_output(attempt_id: int, buffer: OutputBuffer) -> None:
@@ -89,7 +90,8 @@ def finish(attempt_id: int, *, ok: bool, error: str = "", buffer: OutputBuffer |
     fields = buffer.fields() if buffer is not None else {}
     fields.update(finished_at=timezone.now(), outcome=outcome or (ATTEMPT_SUCCEEDED if ok else ATTEMPT_FAILED),
                   error=("" if ok else error)[:10_000])
-    return TaskAttempt.objects.filter(pk=attempt_id, outcome=ATTEMPT_RUNNING).update(**fields) == 1
+    closing = TaskAttempt(pk=attempt_id, **fields)
+    return prepared_sql.update(closing, list(fields), outcome=ATTEMPT_RUNNING) == 1
 
 
 # --- what the service calls after a report ------------------------------------------------------------

@@ -58,6 +58,29 @@ def test_it_reads_the_current_tasks_in_order(simple_machine):
     assert [[getattr(t, f) for f in fields] for t in found] == [[getattr(t, f) for f in fields] for t in expected]
 
 
+def test_a_claimed_task_reads_the_current_tasks_with_their_stack_as_the_queryset(simple_machine):
+    stack = launch("feature-1")
+    expected = list(Task.objects.filter(stack_id=stack.pk, current=True).select_related(
+        "stack__machine", "stack__machine_version").order_by("position"))
+    found = prepared.current_tasks_with_stack(stack.pk)
+    fields = [f.attname for f in Task._meta.concrete_fields]
+    assert [[getattr(t, f) for f in fields] for t in found] == [[getattr(t, f) for f in fields] for t in expected]
+    stack_fields = [f.attname for f in Stack._meta.concrete_fields]
+    assert [getattr(found[0].stack, f) for f in stack_fields] == [getattr(expected[0].stack, f) for f in stack_fields]
+    assert all(t.stack is found[0].stack for t in found)  # one Stack for all rows
+    assert found[0].stack.machine.name == "simple"
+    assert found[0].stack.machine_version.spec is simple_machine.spec
+    assert prepared.current_tasks_with_stack(-1) == []
+
+
+def test_an_update_with_a_condition_changes_only_a_matching_row(simple_machine):
+    stack = launch("feature-1")
+    with transaction.atomic():
+        assert prepared_sql.update(Stack(pk=stack.pk, state="ELSEWHERE"), ["state"], seq=stack.seq + 100) == 0
+        assert prepared_sql.update(Stack(pk=stack.pk, state="ELSEWHERE"), ["state"], seq=stack.seq) == 1
+    assert Stack.objects.get(pk=stack.pk).state == "ELSEWHERE"
+
+
 def test_it_updates_only_the_named_fields_and_stamps_updated_at(simple_machine):
     stack = launch("feature-1")
     before = stack.updated_at

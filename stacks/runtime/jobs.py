@@ -19,11 +19,13 @@ from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 from rq import get_current_job
 
+from cloudseam_site import prepared_sql
 from cloudseam_site.strict_json import scrub
 from machines_app.spec.model import TASK_COMPLETED, TASK_ERROR
 from stacks import attempts
 from stacks.live import publish as live
 from stacks.models import PENDING, Task
+from stacks.prepared import current_tasks_with_stack
 from stacks.runtime import queueing
 from stacks.runtime.executors import SCRATCH_EXECUTORS, TaskContext, TaskResult
 from stacks.runtime.executors import run_task as run_executor
@@ -167,7 +169,7 @@ class _Output:
                 attempts.save_output(self.attempt_id, self.buffer)
                 self.unsaved = False
         self.last_flush = time.monotonic()
-        Task.objects.filter(pk=self.task.id).update(output_tail=text, **fields)
+        prepared_sql.update(Task(pk=self.task.id, output_tail=text, **fields), ["output_tail", *fields])
 
 
 def _earlier_run_alive(alive_since) -> Exists:
@@ -224,12 +226,7 @@ def _claim_run(task_id: str) -> _Claimed | None:
         claimed = cursor.fetchall()
     if not claimed:
         return None
-    rows = list(
-        Task.objects.filter(stack_id=claimed[0][0], current=True)
-        .select_related("stack__machine", "stack__machine_version")
-        .defer("stack__machine_version__yaml_text")
-        .order_by("position")
-    )
+    rows = current_tasks_with_stack(claimed[0][0])
     task = next((row for row in rows if row.pk == task_id), None)
     if task is None:  # replaced between the two statements: it runs, and its report is ignored as stale
         task = (Task.objects.select_related("stack__machine", "stack__machine_version")
