@@ -44,7 +44,7 @@ WEB = 2  # `serve --web`: web processes sharing the port
 POSTERS = 8  # keep-alive HTTP clients
 STACKS = 10  # events go round-robin to this many stacks (different rows, as for real users)
 WATCH_PROCESSES = 2
-GRACE = 10.0  # seconds the watchers may still wait for frames once everything is sent
+GRACE = 30.0  # seconds the watchers may still wait for frames once everything is sent
 BARE_GROUP = "bench"
 SENT = re.compile(rb'"sent":\s*([0-9.]+)')
 
