@@ -94,6 +94,50 @@ def test_several_web_processes_share_the_port_and_each_serves_alone():
         server.cleanup()
 
 
+def _login(server: Server, username: str, password: str) -> str:
+    """Post the login form as a browser would (cookies, CSRF token); the page it ends on."""
+    import http.cookiejar
+    import re
+    import urllib.parse
+
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    form = opener.open(server.url + "/accounts/login/", timeout=20).read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
+    data = urllib.parse.urlencode({"username": username, "password": password, "csrfmiddlewaretoken": token})
+    request = urllib.request.Request(server.url + "/accounts/login/", data=data.encode(), method="POST",
+                                     headers={"Referer": server.url + "/"})
+    with opener.open(request, timeout=20) as response:
+        return response.read().decode()
+
+
+def test_several_web_processes_count_failed_logins_together():
+    server = Server(workers=0, web=2).start()
+    try:
+        password = "a-long-password-for-lockout-tests"
+        done = server.manage("shell", "-c", "from django.contrib.auth.models import User; "
+                             f"User.objects.create_user('lockme', password='{password}')")
+        assert done.returncode == 0, done.stderr
+        webs = [child for child in server.children() if "daphne" in " ".join(child.cmdline())]
+        assert len(webs) == 2, _names(server.children())
+        for serving, failures in zip(webs, (3, 2), strict=True):  # 3 failures on one process, 2 on the other
+            for web in webs:
+                if web is not serving:
+                    web.suspend()
+            try:
+                for _ in range(failures):
+                    assert "Too many failed logins" not in _login(server, "lockme", "wrong")
+            finally:
+                for web in webs:
+                    web.resume()
+        webs[0].suspend()  # the right password, on the process that saw only 2 of the 5 failures
+        try:
+            assert "Too many failed logins" in _login(server, "lockme", password)
+        finally:
+            webs[0].resume()
+    finally:
+        server.cleanup()
+
+
 def test_it_does_not_print_the_admin_password_again():
     server = Server(workers=0).start()
     try:
