@@ -14,7 +14,8 @@ this process at the same rate, to the same number of watchers, on the same Redis
 side and take turns (laps of 2 s), so that the machine's other load falls on both alike.
 
 Figures: frame latency p50/p99 with 50 watchers at 50 events/s (server and bare); the time from the
-first POST of 1 000 events (as fast as 8 clients go) until 200 watchers have every frame; the POST
+first POST of 1 000 events (as fast as 8 clients go) until 200 watchers have every frame, beside the
+same 1 000 frames group_sent as fast as they go to 200 watchers of the bare Daphne; the POST
 latency p50 with 0 and with 200 watchers at 10 events/s (the cost of an event in the request).
 `benchmarks/run.py P5` runs it; `measure()` returns the figures.
 """
@@ -270,18 +271,30 @@ def bare_layer_config() -> dict:
             "prefix": os.environ["BENCH_LIVE_PREFIX"], "capacity": 2000}
 
 
-async def _group_send_at_rate(snapshot: dict, count: int) -> None:
+async def _group_send_at_rate(snapshot: dict, count: int, rate: float | None = RATE) -> None:
+    """`count` group messages at `rate` per second (None: as fast as they go)."""
     from channels_redis.core import RedisChannelLayer
 
     layer = RedisChannelLayer(**bare_layer_config())
     started = time.monotonic()
     for number in range(count):
-        delay = started + number / RATE - time.monotonic()
+        delay = started + number / rate - time.monotonic() if rate else 0
         if delay > 0:
             await asyncio.sleep(delay)
         stack = {**snapshot, "metadata": {**snapshot["metadata"], "sent": time.monotonic()}}
         await layer.group_send(BARE_GROUP, {"type": "stack.updated", "stack": stack})
     await layer.close_pools()
+
+
+def bare_many_watchers(bare_port: int, snapshot: dict) -> dict:
+    """P5b's reference: MANY_EVENTS bare group messages, as fast as they go, to MANY_WATCHERS sockets."""
+    many = Watchers(f"ws://127.0.0.1:{bare_port}/", MANY_WATCHERS, MANY_EVENTS, {}, keep=False)
+    started = time.monotonic()
+    asyncio.run(_group_send_at_rate(snapshot, MANY_EVENTS, rate=None))
+    sent = time.monotonic() - started
+    done = many.results()
+    return {"bare_many_seconds": done["last"] - started, "bare_many_sent_seconds": sent,
+            "bare_many_missing": done["missing"]}
 
 
 def start_bare(redis_url: str) -> tuple[subprocess.Popen, int]:
@@ -321,6 +334,7 @@ def measure(database_url: str, redis_url: str) -> dict:
         status, snapshot = server.api("GET", "/api/stacks/p5-0")
         bare, bare_port = start_bare(redis_url)
         figures = latency_laps(server, token, viewer, bare_port, snapshot)
+        figures.update(bare_many_watchers(bare_port, snapshot))
         bare.terminate()
         bare.wait(10)
         figures.update(many_watchers(server, token, viewer))
