@@ -1,6 +1,8 @@
 """The channel layer's one reader per process (stacks/live/layer.py), on the test run's real Redis:
 every local member of a group gets every message, once and in order; a consumer that went gets
-nothing more; a Redis failure reaches each listener as channels_redis would raise it.
+nothing more and leaves at once, however the read in progress behaves; the reader stops with the
+last consumer; a Redis failure reaches each listener as channels_redis would raise it; a cancelled
+command never goes on as if nothing happened (Python 3.11's `wait_for` drops such cancellations).
 """
 
 from __future__ import annotations
@@ -62,20 +64,98 @@ def test_it_delivers_nothing_more_to_a_channel_whose_consumer_went():
     assert not still_queued
 
 
-def test_it_hands_reading_over_when_the_reading_consumer_goes():
+def test_it_keeps_reading_for_the_others_when_the_first_consumer_goes():
     layer = get_channel_layer()
 
     async def scenario():
-        reader, other = await layer.new_channel(), await layer.new_channel()
-        reading = asyncio.ensure_future(layer.receive(reader))  # the first one in reads Redis for both
+        first, other = await layer.new_channel(), await layer.new_channel()
+        leaving = asyncio.ensure_future(layer.receive(first))  # the first one in starts the reader
         await asyncio.sleep(0.05)
         waiting = asyncio.ensure_future(layer.receive(other))
         await asyncio.sleep(0.05)
-        reading.cancel()
+        leaving.cancel()
         await layer.send(other, {"type": "stack.updated", "n": 2})
         return await waiting
 
     assert run(scenario) == {"type": "stack.updated", "n": 2}
+
+
+def test_a_consumer_leaves_at_once_even_when_the_read_in_progress_ignores_cancellation(monkeypatch):
+    """What Python 3.11's `wait_for` did to a consumer that was reading Redis when its socket closed
+    (its disconnect hung the CI run): here the read swallows the first cancellation outright."""
+    layer = get_channel_layer()
+    release = asyncio.Event()
+
+    async def stubborn(channel):
+        try:
+            await release.wait()
+        except asyncio.CancelledError:
+            pass  # dropped, as wait_for dropped it
+        await release.wait()
+        raise asyncio.CancelledError
+
+    async def scenario():
+        staying, going = await layer.new_channel(), await layer.new_channel()
+        monkeypatch.setattr(layer, "receive_single", stubborn)
+        receives = [asyncio.ensure_future(layer.receive(c)) for c in (going, staying)]
+        try:
+            await asyncio.sleep(0.05)
+            receives[0].cancel()
+            left = await asyncio.wait_for(asyncio.gather(receives[0], return_exceptions=True), 2)
+            return left, not receives[1].done()
+        finally:
+            receives[1].cancel()
+            release.set()
+            await asyncio.gather(*receives, return_exceptions=True)
+
+    left, still_waiting = run(scenario)
+    assert [type(outcome) for outcome in left] == [asyncio.CancelledError]
+    assert still_waiting
+
+
+def test_the_reader_stops_with_the_last_consumer_and_a_new_one_starts_it_again():
+    layer = get_channel_layer()
+
+    async def scenario():
+        channel = await layer.new_channel()
+        key = layer.non_local_name(channel)
+        receiving = asyncio.ensure_future(layer.receive(channel))
+        await asyncio.sleep(0.05)
+        reader = layer._local(key).reader
+        receiving.cancel()
+        await asyncio.wait_for(asyncio.gather(reader, return_exceptions=True), 2)
+        newcomer = await layer.new_channel()
+        waiting = asyncio.ensure_future(layer.receive(newcomer))
+        await asyncio.sleep(0.05)
+        await layer.send(newcomer, {"type": "stack.updated", "n": 3})
+        return reader.done(), await waiting
+
+    stopped, got = run(scenario)
+    assert stopped
+    assert got == {"type": "stack.updated", "n": 3}
+
+
+@pytest.mark.parametrize("turns", range(12))
+def test_a_cancelled_command_raises_whenever_the_cancellation_lands(turns):
+    """A PING cancelled after 0, 1, 2 … loop turns: whichever moment it lands (on 3.11, one of these
+    is just as the send completes, which `wait_for` swallowed), a cancel that was accepted ends the
+    command with CancelledError; it never returns a reply as if nothing happened."""
+    layer = get_channel_layer()
+
+    async def scenario():
+        connection = layer.connection(0)
+        await connection.ping()  # connected: the turns below are spent on the command alone
+        command = asyncio.ensure_future(connection.ping())
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        accepted = command.cancel()
+        outcome = (await asyncio.gather(command, return_exceptions=True))[0]
+        return accepted, outcome, await connection.ping()
+
+    accepted, outcome, afterwards = run(scenario)
+    if accepted:
+        assert isinstance(outcome, asyncio.CancelledError), f"cancel accepted, yet the command returned {outcome!r}"
+    assert afterwards is True  # and the layer's connections still work
 
 
 def test_it_passes_a_redis_failure_to_every_listener(monkeypatch):
@@ -130,3 +210,19 @@ def test_it_sends_the_published_frame_as_it_is_and_encodes_a_plain_message():
     frames = asyncio.run(scenario())
     assert frames[0] == framed["frame"]
     assert publish.json.loads(frames[1]) == {"type": "stack.removed", "stack": {"id": "alpha"}}
+
+
+@pytest.mark.parametrize(("address", "kind"), [
+    ("redis://127.0.0.1:6379/0", "Connection"),
+    ("rediss://:secret@redis.internal:6380/0", "SSLConnection"),
+    ("unix:///run/redis.sock", "UnixDomainSocketConnection"),
+])
+def test_every_kind_of_redis_address_gets_connections_that_keep_a_cancellation(address, kind):
+    from redis.asyncio import connection as redis_connection
+
+    from stacks.live.layer import BoundedRedisChannelLayer, _CancellationKeepingSend
+
+    pool = BoundedRedisChannelLayer(hosts=[{"address": address}]).create_pool(0)
+
+    assert issubclass(pool.connection_class, getattr(redis_connection, kind))
+    assert issubclass(pool.connection_class, _CancellationKeepingSend)
