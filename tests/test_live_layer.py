@@ -1,7 +1,7 @@
 """The channel layer's one reader per process (stacks/live/layer.py), on the test run's real Redis:
 every local member of a group gets every message, once and in order; a consumer that went gets
 nothing more and leaves at once, however the read in progress behaves; the reader stops with the
-last consumer; a Redis failure reaches each listener as channels_redis would raise it; a cancelled
+last consumer; a Redis blip reaches no listener, a lasting failure reaches each one; a cancelled
 command never goes on as if nothing happened (Python 3.11's `wait_for` drops such cancellations).
 """
 
@@ -158,19 +158,48 @@ def test_a_cancelled_command_raises_whenever_the_cancellation_lands(turns):
     assert afterwards is True  # and the layer's connections still work
 
 
-def test_it_passes_a_redis_failure_to_every_listener(monkeypatch):
+def test_it_passes_a_redis_failure_that_lasts_to_every_listener(monkeypatch):
+    from stacks.live import layer as layer_module
+
     layer = get_channel_layer()
+    tries = []
 
     async def broken(channel):
+        tries.append(channel)
         raise ConnectionError("Redis went away")
 
     async def scenario():
         channels = [await layer.new_channel() for _ in range(3)]
         monkeypatch.setattr(layer, "receive_single", broken)
+        monkeypatch.setattr(layer_module, "READ_RETRY_DELAYS", (0.01, 0.01))
         return await asyncio.gather(*(layer.receive(c) for c in channels), return_exceptions=True)
 
     outcomes = run(scenario)
     assert [type(o) for o in outcomes] == [ConnectionError] * 3
+    assert len(tries) == 3  # the first read and its two retries, for all three listeners at once
+
+
+def test_a_redis_blip_reaches_no_listener(monkeypatch, caplog):
+    layer = get_channel_layer()
+    real = layer.receive_single
+    failures = [ConnectionError("Redis went away"), ConnectionError("still away")]
+
+    async def blip(channel):
+        if failures:
+            raise failures.pop(0)
+        return await real(channel)
+
+    async def scenario():
+        channels = [await layer.new_channel() for _ in range(3)]
+        monkeypatch.setattr(layer, "receive_single", blip)
+        waiting = [asyncio.ensure_future(layer.receive(c)) for c in channels]
+        for channel in channels:
+            await layer.send(channel, {"type": "stack.updated", "n": 4})
+        return await asyncio.gather(*waiting, return_exceptions=True)
+
+    outcomes = run(scenario)
+    assert outcomes == [{"type": "stack.updated", "n": 4}] * 3
+    assert "works again after 2 failures" in caplog.text
 
 
 def test_it_encodes_a_live_update_once_as_the_frame_watchers_get():

@@ -25,12 +25,16 @@ consumer waits only on its queue and leaves at once; the reader stops when no lo
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from channels_redis.core import BoundedQueue, RedisChannelLayer
 from redis import asyncio as aioredis
 
 MAX_CONNECTIONS = 50
 POOL_TIMEOUT = 20
+READ_RETRY_DELAYS = (0.1, 0.3, 1.0, 2.0)  # seconds between tries of a failed read; then listeners fail
+
+log = logging.getLogger(__name__)
 
 
 class _Failure:
@@ -123,16 +127,35 @@ class BoundedRedisChannelLayer(RedisChannelLayer):
         return item
 
     async def _read_for_all(self, local: _Local, key: str) -> None:
-        try:
-            while local.queues and not _asked_to_stop():
+        """Read for every local channel until none is left.
+
+        A failed read is tried again (READ_RETRY_DELAYS): the messages wait in Redis meanwhile, so a
+        blip costs a moment, not every watcher's connection. Only when Redis stays away does each
+        listener get the error (as channels_redis would raise it), which closes the sockets; the
+        browsers then reconnect and show that live updates are down.
+        """
+        failures = 0
+        while local.queues and not _asked_to_stop():
+            try:
                 channels, message = await self.receive_single(key)
-                for name in channels if isinstance(channels, list) else [channels]:
-                    queue = local.queues.get(name)
-                    if queue is not None:
-                        queue.put_nowait(message)
-        except Exception as error:  # noqa: BLE001 - handed to every listener, which raises it
-            for queue in local.queues.values():
-                queue.put_nowait(_Failure(error))
+            except Exception as error:  # noqa: BLE001 - retried, then handed to every listener
+                if failures == len(READ_RETRY_DELAYS):
+                    log.error("live updates stopped: reading Redis failed %d times", failures + 1, exc_info=True)
+                    for queue in local.queues.values():
+                        queue.put_nowait(_Failure(error))
+                    return
+                if failures == 0:
+                    log.warning("reading live updates from Redis failed; trying again", exc_info=True)
+                await asyncio.sleep(READ_RETRY_DELAYS[failures])
+                failures += 1
+                continue
+            if failures:
+                log.warning("reading live updates from Redis works again after %d failures", failures)
+                failures = 0
+            for name in channels if isinstance(channels, list) else [channels]:
+                queue = local.queues.get(name)
+                if queue is not None:
+                    queue.put_nowait(message)
 
     def _local(self, key: str) -> _Local:
         loop = asyncio.get_running_loop()
