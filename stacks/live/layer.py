@@ -102,8 +102,8 @@ class BoundedRedisChannelLayer(RedisChannelLayer):
     async def receive(self, channel: str) -> dict:
         """A process-local channel's next message; other channels as channels_redis receives them.
 
-        A consumer that goes (channels cancels its receive) leaves at once; its messages stay in
-        Redis until its channel expires, as with channels_redis.
+        A consumer that goes (channels cancels its receive) leaves at once; what still comes for its
+        channel is read and dropped, and its group memberships go with its disconnect (or expire).
         """
         if "!" not in channel:
             return await super().receive(channel)
